@@ -1,0 +1,323 @@
+//! The in-memory index: for every group, where each live entry lies and what state the log
+//! holds for it (hard state, compaction mark).
+//!
+//! The index is rebuilt by recovery and updated by every submitted batch, through the same
+//! [`LogIndexMap::apply`]. [`LogIndexMap::check`] validates a batch before it is written, so
+//! that an invalid batch changes neither the file nor the index.
+//!
+//! # Invariants
+//! - A group's live entries are contiguous: `entries[k]` holds index `first_index + k`.
+//! - Every live entry is above the group's compaction mark.
+//! - Entry locations are in non-decreasing segment order (a group's log is written in
+//!   index order), so the first live entry names the oldest segment the group's entries
+//!   still need.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::format::Op;
+use crate::ids::{GroupId, HardState, LogIndex, SegmentId, Term};
+
+/// Where one entry's payload lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EntryLoc {
+    pub(crate) term: Term,
+    pub(crate) segment: SegmentId,
+    /// Offset of the payload in the segment file.
+    pub(crate) offset: u32,
+    pub(crate) len: u32,
+}
+
+/// What the log holds for one group.
+#[derive(Default)]
+pub(crate) struct GroupLog {
+    /// Index of `entries[0]` (when there are entries).
+    first_index: LogIndex,
+    entries: VecDeque<EntryLoc>,
+    /// Entries at and below this index were compacted.
+    compacted_through: LogIndex,
+    /// Segment holding the record of the current compaction mark.
+    compact_segment: Option<SegmentId>,
+    hard_state: Option<HardState>,
+    /// Segment holding the record of the current hard state.
+    hard_state_segment: Option<SegmentId>,
+}
+
+/// The state of one group as the log holds it, returned by `Wal::group`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupState {
+    /// First index held (the compaction mark + 1 when the group holds no entries).
+    pub first_index: LogIndex,
+    /// Last index held (the compaction mark when the group holds no entries).
+    pub last_index: LogIndex,
+    /// Entries at and below this index were compacted.
+    pub compacted_through: LogIndex,
+    /// The last hard state written, if any.
+    pub hard_state: Option<HardState>,
+}
+
+impl GroupLog {
+    fn last_index(&self) -> LogIndex {
+        if self.entries.is_empty() {
+            self.compacted_through
+        } else {
+            LogIndex(self.first_index.0 + self.entries.len() as u64 - 1)
+        }
+    }
+
+    pub(crate) fn state(&self) -> GroupState {
+        GroupState {
+            first_index: if self.entries.is_empty() {
+                self.compacted_through.next()
+            } else {
+                self.first_index
+            },
+            last_index: self.last_index(),
+            compacted_through: self.compacted_through,
+            hard_state: self.hard_state,
+        }
+    }
+
+    pub(crate) fn entry(&self, index: LogIndex) -> Option<&EntryLoc> {
+        let slot = index.0.checked_sub(self.first_index.0)?;
+        self.entries.get(usize::try_from(slot).ok()?)
+    }
+
+    /// The oldest segment this group still needs, and whether only for metadata (hard
+    /// state or compaction mark) rather than for entries.
+    fn oldest_segment(&self) -> Option<(SegmentId, bool)> {
+        let entries = self.entries.front().map(|loc| (loc.segment, false));
+        let meta = [self.hard_state_segment, self.compact_segment]
+            .into_iter()
+            .flatten()
+            .min();
+        match (entries, meta) {
+            (Some(e), Some(m)) if m < e.0 => Some((m, true)),
+            (Some(e), _) => Some(e),
+            (None, Some(m)) => Some((m, true)),
+            (None, None) => None,
+        }
+    }
+
+    fn check_invariants(&self) {
+        if let Some(front) = self.entries.front() {
+            assert!(
+                self.first_index > self.compacted_through,
+                "live entry at or below mark"
+            );
+            let back = self.entries.back().expect("non-empty");
+            assert!(
+                front.segment <= back.segment,
+                "entries out of segment order"
+            );
+        }
+    }
+}
+
+/// How [`LogIndexMap::apply`] treats an entry that does not continue a group's log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A new batch: it was checked first, a gap is a bug.
+    Submit,
+    /// Replaying the log: the first entry seen for a group may start anywhere (its earlier
+    /// entries were compacted and their segments collected); a gap after that is corruption.
+    Recover,
+}
+
+/// The index of all groups.
+#[derive(Default)]
+pub(crate) struct LogIndexMap {
+    groups: HashMap<GroupId, GroupLog>,
+}
+
+/// How a batch breaks the log's rules.
+pub(crate) struct Invalid {
+    pub(crate) group: GroupId,
+    pub(crate) reason: String,
+}
+
+impl LogIndexMap {
+    pub(crate) fn group(&self, group: GroupId) -> Option<&GroupLog> {
+        self.groups.get(&group)
+    }
+
+    pub(crate) fn groups(&self) -> impl Iterator<Item = (GroupId, &GroupLog)> {
+        self.groups.iter().map(|(id, log)| (*id, log))
+    }
+
+    /// Checks that the operations of a batch, applied in order, keep every group's log
+    /// contiguous, without changing anything.
+    pub(crate) fn check<'a>(&self, ops: impl Iterator<Item = Op<'a>>) -> Result<(), Invalid> {
+        // The last index and compaction mark of each group touched, as the batch leaves them.
+        let mut touched: HashMap<GroupId, (LogIndex, LogIndex)> = HashMap::new();
+        for op in ops {
+            let group = op_group(&op);
+            let (last, mark) = touched.entry(group).or_insert_with(|| {
+                self.groups
+                    .get(&group)
+                    .map_or((LogIndex(0), LogIndex(0)), |log| {
+                        (log.last_index(), log.compacted_through)
+                    })
+            });
+            match op {
+                Op::Entry { index, .. } => {
+                    if index != last.next() {
+                        return Err(Invalid {
+                            group,
+                            reason: format!(
+                                "entry index {index} does not follow the last index {last} \
+                                 (truncate first to overwrite)"
+                            ),
+                        });
+                    }
+                    *last = index;
+                }
+                Op::Truncate { from, .. } => {
+                    if from <= *mark {
+                        return Err(Invalid {
+                            group,
+                            reason: format!(
+                                "truncation from {from} reaches compacted index {mark}"
+                            ),
+                        });
+                    }
+                    if from <= *last {
+                        *last = LogIndex(from.0 - 1);
+                    }
+                }
+                Op::Compact { through, .. } => {
+                    if through > *mark {
+                        *mark = through;
+                        if *last < through {
+                            *last = through;
+                        }
+                    }
+                }
+                Op::DropGroup { .. } => {
+                    *last = LogIndex(0);
+                    *mark = LogIndex(0);
+                }
+                Op::HardState { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one operation of a record written in `segment` at `body_offset` (the file
+    /// offset of the record's body).
+    pub(crate) fn apply(
+        &mut self,
+        op: &Op<'_>,
+        segment: SegmentId,
+        body_offset: u64,
+        mode: Mode,
+    ) -> Result<(), Invalid> {
+        let group = op_group(op);
+        if let Op::DropGroup { .. } = op {
+            self.groups.remove(&group);
+            return Ok(());
+        }
+        let log = self.groups.entry(group).or_default();
+        match *op {
+            Op::Entry {
+                index,
+                term,
+                payload_offset,
+                payload,
+                ..
+            } => {
+                let expected = log.last_index().next();
+                if index != expected {
+                    if mode == Mode::Recover && log.entries.is_empty() && index > expected {
+                        // Earlier entries were compacted and collected; the mark is
+                        // rewritten later in the log or implied here.
+                        log.compacted_through = LogIndex(index.0 - 1);
+                    } else {
+                        return Err(Invalid {
+                            group,
+                            reason: format!("entry index {index}, expected {expected}"),
+                        });
+                    }
+                }
+                if log.entries.is_empty() {
+                    log.first_index = index;
+                }
+                let offset = body_offset + payload_offset as u64;
+                log.entries.push_back(EntryLoc {
+                    term,
+                    segment,
+                    offset: u32::try_from(offset).expect("segment offsets fit in u32"),
+                    len: u32::try_from(payload.len()).expect("payload fits in a segment"),
+                });
+            }
+            Op::HardState { hard_state, .. } => {
+                log.hard_state = Some(hard_state);
+                log.hard_state_segment = Some(segment);
+            }
+            Op::Truncate { from, .. } => {
+                if !log.entries.is_empty() && from >= log.first_index {
+                    let keep = from.0 - log.first_index.0;
+                    log.entries
+                        .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+                } else if from <= log.compacted_through && mode == Mode::Submit {
+                    return Err(Invalid {
+                        group,
+                        reason: format!("truncation from {from} reaches the compacted log"),
+                    });
+                } else if from <= log.first_index {
+                    log.entries.clear();
+                }
+            }
+            Op::Compact { through, .. } => {
+                if through > log.compacted_through {
+                    log.compacted_through = through;
+                    while log.entries.front().is_some() && log.first_index <= through {
+                        log.entries.pop_front();
+                        log.first_index = log.first_index.next();
+                    }
+                    if log.entries.is_empty() {
+                        log.first_index = through.next();
+                    }
+                }
+                log.compact_segment = Some(segment);
+            }
+            Op::DropGroup { .. } => unreachable!("handled above"),
+        }
+        log.check_invariants();
+        Ok(())
+    }
+
+    /// The oldest segment any group still needs for its entries, and the groups that hold
+    /// older segments only through their hard state or compaction mark (these can be
+    /// rewritten into the current segment to release the old ones).
+    pub(crate) fn pins(&self) -> (Option<SegmentId>, Vec<(GroupId, SegmentId)>) {
+        let mut oldest_entries: Option<SegmentId> = None;
+        let mut metadata = Vec::new();
+        for (group, log) in &self.groups {
+            if let Some(front) = log.entries.front() {
+                oldest_entries =
+                    Some(oldest_entries.map_or(front.segment, |s| s.min(front.segment)));
+            }
+            if let Some((segment, true)) = log.oldest_segment() {
+                metadata.push((*group, segment));
+            }
+        }
+        (oldest_entries, metadata)
+    }
+
+    /// The metadata to rewrite for `group` so that it no longer needs old segments.
+    pub(crate) fn metadata(&self, group: GroupId) -> (Option<HardState>, LogIndex) {
+        self.groups.get(&group).map_or((None, LogIndex(0)), |log| {
+            (log.hard_state, log.compacted_through)
+        })
+    }
+}
+
+fn op_group(op: &Op<'_>) -> GroupId {
+    match *op {
+        Op::Entry { group, .. }
+        | Op::HardState { group, .. }
+        | Op::Truncate { group, .. }
+        | Op::Compact { group, .. }
+        | Op::DropGroup { group } => group,
+    }
+}

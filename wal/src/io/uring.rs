@@ -1,0 +1,355 @@
+//! The io_uring writer: record writes and group-commit syncs in flight while the caller
+//! keeps working.
+//!
+//! The writer owns one ring and the buffers lent to it. A buffer belongs to the kernel
+//! from the moment its write is pushed until its completion is reaped; only then does it
+//! return to the pool. Syncs are `fdatasync` operations flagged `IO_DRAIN`: the kernel
+//! starts one only after every earlier operation completed, and starts nothing later
+//! until it completed. So when a sync tagged `L` completes, every record up to `L` is
+//! durable, and sync completions arrive in submission order.
+//!
+//! Group commit: a sync is pushed right after a write when no sync is in flight;
+//! otherwise the writer remembers that one is wanted and pushes a single sync for all the
+//! records written meanwhile when the current one completes.
+//!
+//! **Boundary:** the writer knows files only as descriptors and offsets; which segment a
+//! record goes to is the log's business. All `unsafe` of the crate's write path is here.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{IoUring, opcode, squeue, types};
+
+use crate::ids::{Lsn, SegmentId};
+use crate::io::aligned::AlignedBuf;
+use crate::usize_of;
+
+/// Ring size (submission entries).
+const RING_ENTRIES: u32 = 256;
+/// Most record writes in flight at once; `write` waits for a completion beyond this.
+pub(crate) const WRITES_INFLIGHT_MAX: usize = 64;
+/// Free buffers kept for reuse.
+const POOL_BUFFERS_MAX: usize = 16;
+/// Marks a sync in `user_data`; writes carry their bare lsn.
+const SYNC_BIT: u64 = 1 << 63;
+
+const _: () = assert!(WRITES_INFLIGHT_MAX + 8 < RING_ENTRIES as usize);
+
+struct InflightWrite {
+    lsn: Lsn,
+    segment: SegmentId,
+    file_offset: u64,
+    buf: AlignedBuf,
+    len: usize,
+    done: bool,
+}
+
+/// Record writes and syncs through one io_uring.
+pub(crate) struct UringWriter {
+    ring: IoUring,
+    writes: VecDeque<InflightWrite>,
+    syncs: VecDeque<Lsn>,
+    pool: Vec<AlignedBuf>,
+    submitted: Lsn,
+    written: Lsn,
+    durable: Lsn,
+    /// The descriptor a sync is owed for, once the one in flight completes.
+    sync_wanted: Option<RawFd>,
+    syncs_completed: u64,
+    failure: Option<String>,
+}
+
+impl UringWriter {
+    /// A writer whose log is durable through `durable` (everything recovered).
+    pub(crate) fn new(durable: Lsn) -> io::Result<UringWriter> {
+        let ring = IoUring::new(RING_ENTRIES)?;
+        Ok(UringWriter {
+            ring,
+            writes: VecDeque::with_capacity(WRITES_INFLIGHT_MAX),
+            syncs: VecDeque::new(),
+            pool: Vec::new(),
+            submitted: durable,
+            written: durable,
+            durable,
+            sync_wanted: None,
+            syncs_completed: 0,
+            failure: None,
+        })
+    }
+
+    pub(crate) fn durable(&self) -> Lsn {
+        self.durable
+    }
+
+    pub(crate) fn submitted(&self) -> Lsn {
+        self.submitted
+    }
+
+    pub(crate) fn syncs_completed(&self) -> u64 {
+        self.syncs_completed
+    }
+
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    pub(crate) fn has_room(&self) -> bool {
+        self.writes.len() < WRITES_INFLIGHT_MAX
+    }
+
+    /// Writes record `lsn` of `len` bytes at `file_offset` of `fd`; `fill` encodes it into
+    /// the buffer. The buffer's address is congruent to the file offset modulo a page so
+    /// that the kernel's copy into the page cache runs at full speed. A sync follows
+    /// according to the group-commit policy.
+    pub(crate) fn write(
+        &mut self,
+        fd: RawFd,
+        segment: SegmentId,
+        file_offset: u64,
+        lsn: Lsn,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> io::Result<()> {
+        assert_eq!(
+            lsn,
+            self.submitted.next(),
+            "records are written in lsn order"
+        );
+        while !self.has_room() {
+            self.reap(true)?;
+        }
+        let page_offset = usize_of(file_offset % AlignedBuf::ALIGN as u64);
+        let mut buf = self.take_buffer(page_offset + len);
+        let record = &mut buf.as_mut_slice()[page_offset..page_offset + len];
+        fill(record);
+        let ptr = record.as_ptr();
+        let len_u32 = u32::try_from(len).expect("records are smaller than a segment");
+        let entry = opcode::Write::new(types::Fd(fd), ptr, len_u32)
+            .offset(file_offset)
+            .build()
+            .user_data(lsn.0);
+        // The buffer moves into the deque; its heap allocation (which `ptr` points into)
+        // stays where it is until the completion is reaped.
+        self.writes.push_back(InflightWrite {
+            lsn,
+            segment,
+            file_offset,
+            buf,
+            len: page_offset + len,
+            done: false,
+        });
+        if let Err(e) = self.push(&entry) {
+            // Not queued: the kernel never saw the buffer.
+            self.writes.pop_back();
+            return Err(self.fail(e, "write submission"));
+        }
+        self.submit()
+            .map_err(|e| self.fail(e, "write submission"))?;
+        self.submitted = lsn;
+        if self.syncs.is_empty() {
+            self.sync(fd)?;
+        } else {
+            self.sync_wanted = Some(fd);
+        }
+        Ok(())
+    }
+
+    /// Pushes a sync of `fd` covering everything submitted so far, whatever is in flight.
+    /// The log calls this before it moves to a new segment, so that a segment is durable
+    /// before anything is written to the next one.
+    pub(crate) fn sync(&mut self, fd: RawFd) -> io::Result<()> {
+        let entry = opcode::Fsync::new(types::Fd(fd))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .flags(squeue::Flags::IO_DRAIN)
+            .user_data(SYNC_BIT | self.submitted.0);
+        self.push(&entry)
+            .map_err(|e| self.fail(e, "sync submission"))?;
+        self.syncs.push_back(self.submitted);
+        self.submit().map_err(|e| self.fail(e, "sync submission"))?;
+        if self.sync_wanted.is_some_and(|wanted| wanted == fd) {
+            self.sync_wanted = None;
+        }
+        Ok(())
+    }
+
+    /// Queues an entry; an error means it was not queued.
+    fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        // SAFETY: every buffer a pushed entry points to is owned by `self.writes` until its
+        // completion is reaped in `complete`, and `Drop` waits for all completions before
+        // the buffers are freed; syncs point to no memory.
+        let pushed = unsafe { self.ring.submission().push(entry) };
+        if pushed.is_err() {
+            // The queue is full only if submissions were not flushed; flush and retry once.
+            self.submit()?;
+            // SAFETY: as above.
+            let retried = unsafe { self.ring.submission().push(entry) };
+            retried.map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        }
+        Ok(())
+    }
+
+    /// Hands queued entries to the kernel.
+    fn submit(&mut self) -> io::Result<()> {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn take_buffer(&mut self, len: usize) -> AlignedBuf {
+        match self.pool.iter().position(|buf| buf.capacity() >= len) {
+            Some(slot) => self.pool.swap_remove(slot),
+            None => AlignedBuf::with_capacity(len),
+        }
+    }
+
+    /// Reaps completions (waiting for at least one when `wait` and something is in
+    /// flight), advances the written and durable positions, and pushes a wanted sync.
+    pub(crate) fn reap(&mut self, wait: bool) -> io::Result<()> {
+        if wait && (!self.writes.is_empty() || !self.syncs.is_empty()) {
+            loop {
+                match self.ring.submit_and_wait(1) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let completions: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|cqe| (cqe.user_data(), cqe.result()))
+            .collect();
+        let mut first_error = None;
+        for (user_data, result) in completions {
+            if let Err(e) = self.complete(user_data, result) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if self.syncs.is_empty()
+            && self.submitted > self.durable
+            && let Some(fd) = self.sync_wanted.take()
+        {
+            self.sync(fd)?;
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, user_data: u64, result: i32) -> io::Result<()> {
+        if user_data & SYNC_BIT != 0 {
+            let tag = Lsn(user_data & !SYNC_BIT);
+            let expected = self.syncs.pop_front();
+            assert_eq!(
+                expected,
+                Some(tag),
+                "drained syncs complete in submission order"
+            );
+            if result < 0 {
+                return Err(self.fail(io::Error::from_raw_os_error(-result), "fdatasync"));
+            }
+            // Each sync is drained: every write submitted before it completed first.
+            assert!(
+                self.written >= tag,
+                "a drained sync completed before its writes"
+            );
+            self.durable = self.durable.max(tag);
+            self.syncs_completed += 1;
+            return Ok(());
+        }
+        let lsn = Lsn(user_data);
+        let write = self
+            .writes
+            .iter_mut()
+            .find(|w| w.lsn == lsn && !w.done)
+            .expect("a completion names a write in flight");
+        write.done = true;
+        let want = write.len - usize_of(write.file_offset % AlignedBuf::ALIGN as u64);
+        let outcome = if result < 0 {
+            Err(io::Error::from_raw_os_error(-result))
+        } else if result as usize != want {
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write of record {lsn}: {result} of {want} bytes"),
+            ))
+        } else {
+            Ok(())
+        };
+        while self.writes.front().is_some_and(|w| w.done) {
+            let done = self.writes.pop_front().expect("front exists");
+            self.written = done.lsn;
+            if self.pool.len() < POOL_BUFFERS_MAX {
+                self.pool.push(done.buf);
+            }
+        }
+        outcome.map_err(|e| self.fail(e, "write"))
+    }
+
+    fn fail(&mut self, error: io::Error, what: &str) -> io::Error {
+        let message = format!("{what} failed: {error}");
+        self.failure.get_or_insert(message);
+        error
+    }
+
+    /// The bytes of a record still owned by the writer that cover `[offset, offset + len)`
+    /// of `segment`, if any. Entries are read from here until their write completed and
+    /// the record left the in-flight list.
+    pub(crate) fn inflight_bytes(
+        &self,
+        segment: SegmentId,
+        offset: u64,
+        len: usize,
+    ) -> Option<&[u8]> {
+        self.writes.iter().find_map(|w| {
+            let start = w.file_offset;
+            let end = w.file_offset - w.file_offset % AlignedBuf::ALIGN as u64 + w.len as u64;
+            if w.segment != segment || offset < start || offset + len as u64 > end {
+                return None;
+            }
+            let in_buf =
+                usize_of(offset - (w.file_offset - w.file_offset % AlignedBuf::ALIGN as u64));
+            Some(&w.buf.as_slice()[in_buf..in_buf + len])
+        })
+    }
+
+    /// Waits until nothing is in flight.
+    pub(crate) fn drain(&mut self) -> io::Result<()> {
+        while !self.writes.is_empty() || !self.syncs.is_empty() {
+            self.reap(true)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UringWriter {
+    fn drop(&mut self) {
+        // The kernel may still write from the buffers: they must outlive every completion.
+        while !self.writes.is_empty() || !self.syncs.is_empty() {
+            let waited = self.ring.submit_and_wait(1);
+            if let Err(e) = waited {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Without a way to learn that the kernel is done, leak the buffers rather
+                // than free memory it may still read.
+                std::mem::forget(std::mem::take(&mut self.writes));
+                return;
+            }
+            let completions: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|cqe| (cqe.user_data(), cqe.result()))
+                .collect();
+            for (user_data, result) in completions {
+                let _ignored_on_drop = self.complete(user_data, result);
+            }
+        }
+    }
+}

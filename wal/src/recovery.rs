@@ -1,0 +1,425 @@
+//! Recovery: scan every segment in order, verify every record, rebuild the index, and
+//! decide where the log ends.
+//!
+//! The log is one stream of records with consecutive lsns across segments. Scanning stops
+//! at the first record that does not verify (bad magic, bad crc, unexpected lsn, invalid
+//! body) or at unwritten space followed by valid records. What that point is, is decided
+//! by looking at everything after it:
+//!
+//! 1. No valid record follows: a **torn tail**, the last batches a crash interrupted. Its
+//!    bytes are zeroed (so later appends never sit in front of stale bytes) and reported.
+//! 2. A later valid record says, in its `synced_through` field, that the damaged record was
+//!    already durable when it was written: **corruption**. Open fails naming the file and
+//!    offset, or, with `repair`, cuts the log there (moving what follows aside).
+//! 3. Later valid records exist but none proves the damaged one durable: a crash with
+//!    several unsynced writes in flight can leave a later write intact and an earlier one
+//!    torn. The damaged record counts as torn when its bytes show the shape of a torn write
+//!    on zero-filled space (an all-zero sector inside it), and as corruption otherwise.
+//!
+//! **Invariant:** recovery never drops a record that a sync acknowledged: a synced record
+//! that does not verify is reported as corruption, never cut silently.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::OpenError;
+use crate::format::{
+    BodyReader, Op, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, RecordHeader,
+    SEGMENT_HEADER_BYTES,
+};
+use crate::ids::{Lsn, SegmentId};
+use crate::index::{LogIndexMap, Mode};
+use crate::segment::Segment;
+use crate::usize_of;
+
+/// A torn write that was found and cut at the end of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment where the log now ends.
+    pub path: PathBuf,
+    /// Offset of the cut in that segment.
+    pub offset: u64,
+    /// Bytes of partial records that were discarded (zeroed).
+    pub bytes: u64,
+}
+
+/// A corruption that `WalOptions::repair` cut the log at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repair {
+    /// The damaged segment.
+    pub path: PathBuf,
+    /// Offset of the first damaged record.
+    pub offset: u64,
+    /// What was wrong.
+    pub reason: String,
+    /// Copies of the damaged segment and the later segments, moved under `quarantine/`.
+    pub quarantined: Vec<PathBuf>,
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    /// Segment files read.
+    pub segments: usize,
+    /// Records (write batches) recovered.
+    pub records: u64,
+    /// Entries recovered (before compaction and truncation were applied).
+    pub entries: u64,
+    /// Record bytes verified and indexed.
+    pub bytes: u64,
+    /// The last lsn recovered (`Lsn(0)` for an empty log).
+    pub last_lsn: Lsn,
+    /// The torn tail cut, if any.
+    pub torn_tail: Option<TornTail>,
+    /// The repair made, if `repair` was asked for and needed.
+    pub repaired: Option<Repair>,
+    /// Time spent verifying and indexing.
+    pub elapsed: Duration,
+}
+
+/// The recovered log, ready for the writer.
+pub(crate) struct Recovered {
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) index: LogIndexMap,
+    /// Slot in `segments` of the segment to append to.
+    pub(crate) active_slot: usize,
+    pub(crate) write_offset: u64,
+    pub(crate) report: RecoveryReport,
+}
+
+/// Where scanning stopped, and why, when it stopped before the end of the data.
+struct BadPoint {
+    slot: usize,
+    offset: u64,
+    reason: String,
+    /// The damaged record's own claim of its length, when its header was readable.
+    claimed_len: Option<u64>,
+}
+
+/// The position right after the last valid record.
+struct End {
+    slot: usize,
+    offset: u64,
+}
+
+/// Recovers the log from `ids` (sorted, non-empty) in `dir`.
+pub(crate) fn recover(dir: &Path, ids: &[SegmentId], repair: bool) -> Result<Recovered, OpenError> {
+    let started = Instant::now();
+    for pair in ids.windows(2) {
+        if pair[1].0 != pair[0].0 + 1 {
+            return Err(OpenError::Corruption {
+                path: crate::segment::segment_path(dir, pair[1]),
+                offset: 0,
+                reason: format!(
+                    "segments {} to {} are missing",
+                    pair[0].0 + 1,
+                    pair[1].0 - 1
+                ),
+            });
+        }
+    }
+    let mut segments = Vec::with_capacity(ids.len());
+    for (slot, id) in ids.iter().enumerate() {
+        let path = crate::segment::segment_path(dir, *id);
+        let segment = if slot + 1 == ids.len() {
+            Segment::open_extending(&path, *id)?
+        } else {
+            Segment::open(&path, *id)?
+        };
+        segments.push(segment);
+    }
+
+    let mut report = RecoveryReport {
+        segments: segments.len(),
+        ..RecoveryReport::default()
+    };
+    let mut index = LogIndexMap::default();
+    let mut last_lsn = Lsn(0);
+    let mut end = End {
+        slot: 0,
+        offset: SEGMENT_HEADER_BYTES,
+    };
+    let mut bad = None;
+
+    'segments: for (slot, segment) in segments.iter().enumerate() {
+        let bytes = segment.bytes();
+        let mut offset = SEGMENT_HEADER_BYTES;
+        while offset + RECORD_HEADER_BYTES as u64 <= segment.size_bytes {
+            let at = &bytes[usize_of(offset)..];
+            match scan_record(at, last_lsn, &mut index, segment.id, offset) {
+                Scanned::Record {
+                    lsn,
+                    record_bytes,
+                    entries,
+                } => {
+                    last_lsn = lsn;
+                    report.records += 1;
+                    report.entries += entries;
+                    report.bytes += record_bytes;
+                    offset += record_bytes;
+                    end = End { slot, offset };
+                }
+                Scanned::Unwritten => {
+                    // The end of this segment's data, unless valid records follow in it.
+                    if later_valid_in(bytes, offset + RECORD_ALIGN_BYTES, last_lsn).is_some() {
+                        bad = Some(BadPoint {
+                            slot,
+                            offset,
+                            reason: "unwritten space in front of valid records".to_string(),
+                            claimed_len: None,
+                        });
+                        break 'segments;
+                    }
+                    continue 'segments;
+                }
+                Scanned::Bad {
+                    reason,
+                    claimed_len,
+                } => {
+                    bad = Some(BadPoint {
+                        slot,
+                        offset,
+                        reason,
+                        claimed_len,
+                    });
+                    break 'segments;
+                }
+            }
+        }
+    }
+
+    if let Some(bad) = bad {
+        let later = later_valid_from(
+            &segments,
+            bad.slot,
+            bad.offset + RECORD_ALIGN_BYTES,
+            last_lsn,
+        );
+        let damaged_lsn = last_lsn.next();
+        let torn = match later {
+            None => true,
+            Some(synced_through) if synced_through >= damaged_lsn => false,
+            Some(_) => has_torn_signature(&segments[bad.slot], bad.offset, bad.claimed_len),
+        };
+        let segment = &segments[bad.slot];
+        if torn {
+            let bytes = cut_after(&segments, bad.slot, bad.offset)?;
+            report.torn_tail = Some(TornTail {
+                path: segment.path.clone(),
+                offset: bad.offset,
+                bytes,
+            });
+        } else if repair {
+            let quarantined = quarantine(dir, &segments[bad.slot..])?;
+            cut_after(&segments, bad.slot, bad.offset)?;
+            report.repaired = Some(Repair {
+                path: segment.path.clone(),
+                offset: bad.offset,
+                reason: bad.reason,
+                quarantined,
+            });
+        } else {
+            return Err(OpenError::Corruption {
+                path: segment.path.clone(),
+                offset: bad.offset,
+                reason: bad.reason,
+            });
+        }
+        end = End {
+            slot: bad.slot,
+            offset: bad.offset,
+        };
+    }
+
+    report.last_lsn = last_lsn;
+    report.elapsed = started.elapsed();
+    Ok(Recovered {
+        segments,
+        index,
+        active_slot: end.slot,
+        write_offset: end.offset,
+        report,
+    })
+}
+
+enum Scanned {
+    Record {
+        lsn: Lsn,
+        record_bytes: u64,
+        entries: u64,
+    },
+    Unwritten,
+    Bad {
+        reason: String,
+        claimed_len: Option<u64>,
+    },
+}
+
+/// Verifies the record at the start of `at` and applies it to the index.
+fn scan_record(
+    at: &[u8],
+    last_lsn: Lsn,
+    index: &mut LogIndexMap,
+    segment: SegmentId,
+    offset: u64,
+) -> Scanned {
+    let header = match RecordHeader::decode(at) {
+        Ok(None) => return Scanned::Unwritten,
+        Ok(Some(header)) => header,
+        Err(e) => {
+            return Scanned::Bad {
+                reason: e.to_string(),
+                claimed_len: None,
+            };
+        }
+    };
+    let claimed_len = Some(header.record_bytes());
+    let bad = |reason: String| Scanned::Bad {
+        reason,
+        claimed_len,
+    };
+    if last_lsn != Lsn(0) && header.lsn != last_lsn.next() {
+        return bad(format!(
+            "record has lsn {}, expected {}",
+            header.lsn,
+            last_lsn.next()
+        ));
+    }
+    if header.record_bytes() > at.len() as u64 {
+        return bad(format!(
+            "record of {} bytes runs past the end of the segment",
+            header.record_bytes()
+        ));
+    }
+    let body = match header.verify(at) {
+        Ok(body) => body,
+        Err(e) => return bad(e.to_string()),
+    };
+    // Decode everything before applying anything, so a bad body leaves the index as it was.
+    let ops: Result<Vec<Op<'_>>, _> = BodyReader::new(body).collect();
+    let ops = match ops {
+        Ok(ops) => ops,
+        Err(e) => return bad(format!("invalid batch body: {e}")),
+    };
+    let body_offset = offset + RECORD_HEADER_BYTES as u64;
+    let mut entries = 0;
+    for op in &ops {
+        if matches!(op, Op::Entry { .. }) {
+            entries += 1;
+        }
+        if let Err(invalid) = index.apply(op, segment, body_offset, Mode::Recover) {
+            return bad(format!("group {}: {}", invalid.group, invalid.reason));
+        }
+    }
+    Scanned::Record {
+        lsn: header.lsn,
+        record_bytes: header.record_bytes(),
+        entries,
+    }
+}
+
+/// Searches `bytes` from `from` for a record that verifies and comes after `last_lsn`;
+/// returns the highest `synced_through` among those found.
+fn later_valid_in(bytes: &[u8], from: u64, last_lsn: Lsn) -> Option<Lsn> {
+    let mut best: Option<Lsn> = None;
+    let mut offset = from.div_ceil(RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
+    let magic = RECORD_MAGIC.to_le_bytes();
+    while usize_of(offset) + RECORD_HEADER_BYTES <= bytes.len() {
+        let at = &bytes[usize_of(offset)..];
+        if at[..4] == magic
+            && let Ok(Some(header)) = RecordHeader::decode(at)
+            && header.lsn > last_lsn
+            && header.verify(at).is_ok()
+        {
+            best = Some(best.map_or(header.synced_through, |b| b.max(header.synced_through)));
+        }
+        offset += RECORD_ALIGN_BYTES;
+    }
+    best
+}
+
+/// [`later_valid_in`] over the rest of segment `slot` and every later segment.
+fn later_valid_from(segments: &[Segment], slot: usize, from: u64, last_lsn: Lsn) -> Option<Lsn> {
+    let mut best = later_valid_in(segments[slot].bytes(), from, last_lsn);
+    for segment in &segments[slot + 1..] {
+        if let Some(found) = later_valid_in(segment.bytes(), SEGMENT_HEADER_BYTES, last_lsn) {
+            best = Some(best.map_or(found, |b| b.max(found)));
+        }
+    }
+    best
+}
+
+/// Sector size assumed for torn writes: a device persists whole sectors.
+const SECTOR_BYTES: u64 = 512;
+
+/// True when the damaged record at `offset` looks like a write cut short on zero-filled
+/// space: its header is zero, or one of the sectors it spans is all zero.
+fn has_torn_signature(segment: &Segment, offset: u64, claimed_len: Option<u64>) -> bool {
+    let bytes = segment.bytes();
+    let len = claimed_len
+        .unwrap_or(SECTOR_BYTES)
+        .max(RECORD_HEADER_BYTES as u64);
+    let end = (offset + len).min(segment.size_bytes);
+    let mut sector = offset - offset % SECTOR_BYTES;
+    while sector < end {
+        let from = sector.max(offset);
+        let to = (sector + SECTOR_BYTES).min(end);
+        if to - from >= RECORD_ALIGN_BYTES
+            && bytes[usize_of(from)..usize_of(to)].iter().all(|&b| b == 0)
+        {
+            return true;
+        }
+        sector += SECTOR_BYTES;
+    }
+    false
+}
+
+/// Zeroes everything from `offset` in segment `slot` and the data of every later segment;
+/// returns the length of the spans that held data (up to each one's last non-zero byte).
+fn cut_after(segments: &[Segment], slot: usize, offset: u64) -> Result<u64, OpenError> {
+    let mut discarded = 0;
+    for (k, segment) in segments[slot..].iter().enumerate() {
+        let from = if k == 0 { offset } else { SEGMENT_HEADER_BYTES };
+        let bytes = segment.bytes();
+        let Some(last_nonzero) = bytes[usize_of(from)..].iter().rposition(|&b| b != 0) else {
+            continue;
+        };
+        let to = from + last_nonzero as u64 + 1;
+        discarded += to - from;
+        segment
+            .zero_range(from, to)
+            .map_err(|source| OpenError::Io {
+                path: segment.path.clone(),
+                source,
+            })?;
+    }
+    Ok(discarded)
+}
+
+/// Copies the given segments into `dir/quarantine/` before a repair changes them.
+fn quarantine(dir: &Path, segments: &[Segment]) -> Result<Vec<PathBuf>, OpenError> {
+    let target = dir.join("quarantine");
+    fs::create_dir_all(&target).map_err(|source| OpenError::Io {
+        path: target.clone(),
+        source,
+    })?;
+    let mut copies = Vec::new();
+    for segment in segments {
+        let name = segment
+            .path
+            .file_name()
+            .expect("segment paths have a file name");
+        let copy = target.join(name);
+        fs::copy(&segment.path, &copy).map_err(|source| OpenError::Io {
+            path: copy.clone(),
+            source,
+        })?;
+        copies.push(copy);
+    }
+    crate::segment::sync_dir(&target).map_err(|source| OpenError::Io {
+        path: target.clone(),
+        source,
+    })?;
+    Ok(copies)
+}

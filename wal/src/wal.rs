@@ -1,0 +1,664 @@
+//! [`Wal`]: the log of one shard — open and recover, submit batches, learn what is durable,
+//! read entries, collect segments.
+//!
+//! # Driving contract
+//! - [`Wal::submit`] validates a batch, hands its record to io_uring and returns its
+//!   [`Lsn`] at once. Its entries are readable immediately; they are *durable* only once
+//!   [`Wal::durable_lsn`] reaches that lsn. Nothing may be acknowledged before that.
+//! - [`Wal::poll`] reaps completions without blocking and returns the durable lsn; a
+//!   caller with its own event loop calls it each iteration. [`Wal::wait_durable`] blocks
+//!   the thread instead, for plain threads and tools.
+//! - Syncs are grouped: one `fdatasync` covers every batch submitted while the previous
+//!   sync was in flight.
+//! - After any write or sync failure the log is stopped: every later call fails with
+//!   [`AppendError::Stopped`], and the only way on is to reopen (and so recover).
+//!
+//! # Invariants
+//! - `durable_lsn <= submitted_lsn`, and durability is a prefix: when lsn `L` is durable,
+//!   every record before it is too.
+//! - A segment is synced before anything is written to the next one.
+//! - A segment is deleted only when every record in it is superseded by durable records.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use crate::batch::WriteBatch;
+use crate::error::{AppendError, OpenError, ReadError};
+use crate::format::{
+    self, BodyReader, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
+};
+use crate::ids::{GroupId, LogIndex, Lsn, SegmentId, Term};
+use crate::index::{EntryLoc, GroupState, LogIndexMap, Mode};
+use crate::io::uring::UringWriter;
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{self, Segment};
+
+/// Name of the file that marks a directory as a flotilla log.
+pub const MARKER_FILE: &str = "FLOTILLA_WAL";
+/// Name of the lock file held while a log is open.
+pub const LOCK_FILE: &str = "LOCK";
+/// Default segment size: 64 MiB.
+pub const SEGMENT_SIZE_DEFAULT_BYTES: u64 = 64 << 20;
+
+/// Options of [`Wal::open`].
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// Size of new segments: a multiple of 4 KiB between 16 KiB and 4 GiB. Existing
+    /// segments keep the size they were created with.
+    pub segment_size_bytes: u64,
+    /// On corruption (not a torn tail), cut the log at the damaged record instead of
+    /// failing. Copies of the affected segments go to `quarantine/` first.
+    pub repair: bool,
+    /// Prepare the next segment on a background thread once the active one is half full,
+    /// so that moving to it does not wait for its bytes to be written.
+    pub preallocate: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_size_bytes: SEGMENT_SIZE_DEFAULT_BYTES,
+            repair: false,
+            preallocate: true,
+        }
+    }
+}
+
+/// One entry read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its index.
+    pub index: LogIndex,
+    /// Its term.
+    pub term: Term,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// Counters of the log's work since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records (batches) submitted.
+    pub records: u64,
+    /// Entries submitted.
+    pub entries: u64,
+    /// Record bytes submitted, headers and padding included.
+    pub bytes: u64,
+    /// Syncs completed.
+    pub syncs: u64,
+    /// Moves to a new segment.
+    pub rotations: u64,
+    /// Moves that had to create the next segment on the spot.
+    pub rotation_waits: u64,
+    /// Segments deleted by garbage collection.
+    pub segments_deleted: u64,
+}
+
+/// What one [`Wal::collect_garbage`] call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Segments deleted.
+    pub deleted: Vec<SegmentId>,
+    /// Groups whose hard state or compaction mark was rewritten to release old segments.
+    pub rewritten_groups: usize,
+    /// A rewrite was submitted; the segments it releases go once it is durable.
+    pub pending: bool,
+}
+
+/// The segmented write-ahead log of one shard. See the module docs for the contract.
+pub struct Wal {
+    dir: PathBuf,
+    options: WalOptions,
+    _lock: File,
+    /// Every segment with data or already prepared, by id; the active one among them.
+    segments: BTreeMap<SegmentId, Segment>,
+    active: SegmentId,
+    write_offset: u64,
+    preparing: Option<(SegmentId, mpsc::Receiver<Result<Segment, OpenError>>)>,
+    writer: UringWriter,
+    index: LogIndexMap,
+    /// A rewrite submitted by garbage collection: once durable through this lsn, segments
+    /// below the id may go.
+    gc_barrier: Option<(Lsn, SegmentId)>,
+    stats: WalStats,
+    stopped: Option<String>,
+}
+
+impl Wal {
+    /// Opens the log in `dir`, creating it if `dir` is missing or empty, and recovers it.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: WalOptions,
+    ) -> Result<(Wal, RecoveryReport), OpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        validate_options(&options)?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OpenError::Io { path, source }
+        };
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        check_or_write_marker(&dir)?;
+
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(OpenError::Locked { path: lock_path });
+        }
+
+        let (ids, temps) = list_dir(&dir)?;
+        let recovered = if ids.is_empty() {
+            let first = Segment::create(&dir, SegmentId(1), options.segment_size_bytes)?;
+            recovery::Recovered {
+                segments: vec![first],
+                index: LogIndexMap::default(),
+                active_slot: 0,
+                write_offset: SEGMENT_HEADER_BYTES,
+                report: RecoveryReport {
+                    segments: 1,
+                    ..RecoveryReport::default()
+                },
+            }
+        } else {
+            recovery::recover(&dir, &ids, options.repair)?
+        };
+        for temp in temps {
+            fs::remove_file(&temp).map_err(io(&temp))?;
+        }
+
+        let report = recovered.report;
+        let active = recovered.segments[recovered.active_slot].id;
+        let writer = UringWriter::new(report.last_lsn).map_err(OpenError::Uring)?;
+        let segments = recovered.segments.into_iter().map(|s| (s.id, s)).collect();
+        let wal = Wal {
+            dir,
+            options,
+            _lock: lock,
+            segments,
+            active,
+            write_offset: recovered.write_offset,
+            preparing: None,
+            writer,
+            index: recovered.index,
+            gc_barrier: None,
+            stats: WalStats::default(),
+            stopped: None,
+        };
+        Ok((wal, report))
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The largest record (batch, header included) a segment of the configured size holds.
+    pub fn record_bytes_max(&self) -> u64 {
+        self.options.segment_size_bytes - SEGMENT_HEADER_BYTES
+    }
+
+    /// Validates `batch`, writes it as one record and returns its lsn without waiting.
+    /// An empty batch writes nothing and returns the last submitted lsn.
+    ///
+    /// This blocks only when the in-flight window (64 records) is full; [`Wal::has_room`]
+    /// tells beforehand. An invalid batch changes nothing and the log stays usable.
+    pub fn submit(&mut self, batch: &WriteBatch) -> Result<Lsn, AppendError> {
+        self.check_running()?;
+        if batch.is_empty() {
+            return Ok(self.writer.submitted());
+        }
+        let body = batch.body();
+        let record_bytes = format::align_record((RECORD_HEADER_BYTES + body.len()) as u64);
+        if record_bytes > self.record_bytes_max() {
+            return Err(AppendError::TooLarge {
+                bytes: record_bytes,
+                limit: self.record_bytes_max(),
+            });
+        }
+        let ops = BodyReader::new(body).map(|op| op.expect("a batch decodes its own encoding"));
+        self.index
+            .check(ops)
+            .map_err(|invalid| AppendError::InvalidBatch {
+                group: invalid.group,
+                reason: invalid.reason,
+            })?;
+
+        if self.write_offset + record_bytes > self.active_segment().size_bytes {
+            self.rotate()?;
+        }
+        let lsn = self.writer.submitted().next();
+        let synced_through = self.writer.durable();
+        let file_offset = self.write_offset;
+        let fd = self.active_segment().file.as_raw_fd();
+        let result = self.writer.write(
+            fd,
+            self.active,
+            file_offset,
+            lsn,
+            crate::usize_of(record_bytes),
+            |out| {
+                let body_end = RECORD_HEADER_BYTES + body.len();
+                out[RECORD_HEADER_BYTES..body_end].copy_from_slice(body);
+                out[body_end..].fill(0);
+                RecordHeader::encode_into(out, lsn, synced_through, body);
+            },
+        );
+        if let Err(e) = result {
+            return Err(self.stop(e));
+        }
+
+        let body_offset = file_offset + RECORD_HEADER_BYTES as u64;
+        for op in BodyReader::new(body) {
+            let op = op.expect("a batch decodes its own encoding");
+            self.index
+                .apply(&op, self.active, body_offset, Mode::Submit)
+                .unwrap_or_else(|_| panic!("a checked batch applies: {op:?}"));
+        }
+        self.write_offset += record_bytes;
+        self.stats.records += 1;
+        self.stats.entries += batch.entry_count() as u64;
+        self.stats.bytes += record_bytes;
+        self.maybe_prepare_next();
+        Ok(lsn)
+    }
+
+    /// True when [`Wal::submit`] will not have to wait for an in-flight write.
+    pub fn has_room(&self) -> bool {
+        self.writer.has_room()
+    }
+
+    /// Reaps completed writes and syncs without blocking; returns the durable lsn.
+    pub fn poll(&mut self) -> Result<Lsn, AppendError> {
+        self.check_running()?;
+        if let Err(e) = self.writer.reap(false) {
+            return Err(self.stop(e));
+        }
+        self.stats.syncs = self.writer.syncs_completed();
+        Ok(self.writer.durable())
+    }
+
+    /// Blocks until `lsn` (at most the last submitted lsn) is durable.
+    pub fn wait_durable(&mut self, lsn: Lsn) -> Result<(), AppendError> {
+        self.check_running()?;
+        let target = lsn.min(self.writer.submitted());
+        while self.writer.durable() < target {
+            if let Err(e) = self.writer.reap(true) {
+                return Err(self.stop(e));
+            }
+        }
+        self.stats.syncs = self.writer.syncs_completed();
+        Ok(())
+    }
+
+    /// Submits `batch` and waits until it is durable.
+    pub fn append_durable(&mut self, batch: &WriteBatch) -> Result<Lsn, AppendError> {
+        let lsn = self.submit(batch)?;
+        self.wait_durable(lsn)?;
+        Ok(lsn)
+    }
+
+    /// The highest lsn known durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.writer.durable()
+    }
+
+    /// The last lsn submitted.
+    pub fn submitted_lsn(&self) -> Lsn {
+        self.writer.submitted()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        WalStats {
+            syncs: self.writer.syncs_completed(),
+            ..self.stats
+        }
+    }
+
+    /// What the log holds for `group`, if anything.
+    pub fn group(&self, group: GroupId) -> Option<GroupState> {
+        self.index.group(group).map(|log| log.state())
+    }
+
+    /// Every group the log holds state for.
+    pub fn groups(&self) -> Vec<(GroupId, GroupState)> {
+        self.index
+            .groups()
+            .map(|(id, log)| (id, log.state()))
+            .collect()
+    }
+
+    /// The term of `group`'s entry at `index`.
+    pub fn term(&self, group: GroupId, index: LogIndex) -> Result<Term, ReadError> {
+        self.locate(group, index).map(|loc| loc.term)
+    }
+
+    /// Calls `visit` with each entry of `group` in `[from, to)`, its payload borrowed from
+    /// the log (the segment's memory map, or the write buffer while the write is in flight).
+    pub fn read_entries(
+        &self,
+        group: GroupId,
+        from: LogIndex,
+        to: LogIndex,
+        mut visit: impl FnMut(LogIndex, Term, &[u8]),
+    ) -> Result<(), ReadError> {
+        let mut index = from;
+        while index < to {
+            let loc = self.locate(group, index)?;
+            visit(index, loc.term, self.payload(loc));
+            index = index.next();
+        }
+        Ok(())
+    }
+
+    /// The entries of `group` in `[from, to)`, copied out.
+    pub fn entries(
+        &self,
+        group: GroupId,
+        from: LogIndex,
+        to: LogIndex,
+    ) -> Result<Vec<Entry>, ReadError> {
+        let mut entries = Vec::new();
+        self.read_entries(group, from, to, |index, term, payload| {
+            entries.push(Entry {
+                index,
+                term,
+                payload: payload.to_vec(),
+            });
+        })?;
+        Ok(entries)
+    }
+
+    fn locate(&self, group: GroupId, index: LogIndex) -> Result<&EntryLoc, ReadError> {
+        let log = self
+            .index
+            .group(group)
+            .ok_or(ReadError::UnknownGroup(group))?;
+        let state = log.state();
+        if index < state.first_index {
+            return Err(ReadError::Compacted {
+                group,
+                index,
+                first: state.first_index,
+            });
+        }
+        log.entry(index).ok_or(ReadError::Unavailable {
+            group,
+            index,
+            last: state.last_index,
+        })
+    }
+
+    fn payload(&self, loc: &EntryLoc) -> &[u8] {
+        let offset = u64::from(loc.offset);
+        let len = loc.len as usize;
+        if let Some(bytes) = self.writer.inflight_bytes(loc.segment, offset, len) {
+            return bytes;
+        }
+        let segment = self
+            .segments
+            .get(&loc.segment)
+            .expect("indexed entries live in open segments");
+        let start = crate::usize_of(offset);
+        &segment.bytes()[start..start + len]
+    }
+
+    /// Deletes the segments no group needs any more. Groups that hold an old segment only
+    /// through their hard state or compaction mark get those rewritten into the current
+    /// segment; the segments they release are deleted by a later call, once that rewrite
+    /// is durable. Groups whose live entries are in a segment keep it: compact them.
+    pub fn collect_garbage(&mut self) -> Result<GcReport, AppendError> {
+        self.check_running()?;
+        let mut report = GcReport::default();
+        if let Some((lsn, bound)) = self.gc_barrier {
+            if self.writer.durable() < lsn {
+                report.pending = true;
+                return Ok(report);
+            }
+            self.gc_barrier = None;
+            report.deleted = self.delete_below(bound)?;
+        }
+        let (oldest_entries, metadata) = self.index.pins();
+        let bound = oldest_entries.map_or(self.active, |s| s.min(self.active));
+        let oldest = *self
+            .segments
+            .keys()
+            .next()
+            .expect("the active segment exists");
+        if oldest >= bound {
+            return Ok(report);
+        }
+        let mut rewrite = WriteBatch::new();
+        for (group, pinned) in &metadata {
+            if *pinned >= bound {
+                continue;
+            }
+            let (hard_state, compacted_through) = self.index.metadata(*group);
+            if let Some(hard_state) = hard_state {
+                rewrite.set_hard_state(*group, hard_state);
+            }
+            rewrite.compact(*group, compacted_through);
+            report.rewritten_groups += 1;
+        }
+        self.submit(&rewrite)?;
+        self.gc_barrier = Some((self.writer.submitted(), bound));
+        report.pending = true;
+        Ok(report)
+    }
+
+    fn delete_below(&mut self, bound: SegmentId) -> Result<Vec<SegmentId>, AppendError> {
+        let (oldest_entries, metadata) = self.index.pins();
+        // Pins only move forward: nothing may have come to need a segment below the bound.
+        assert!(
+            oldest_entries.is_none_or(|s| s >= bound),
+            "entries pin a collected segment"
+        );
+        assert!(
+            metadata.iter().all(|(_, s)| *s >= bound),
+            "metadata pins a collected segment"
+        );
+        let doomed: Vec<SegmentId> = self
+            .segments
+            .keys()
+            .copied()
+            .filter(|id| *id < bound && *id != self.active)
+            .collect();
+        for id in &doomed {
+            let segment = self.segments.remove(id).expect("listed above");
+            let path = segment.path.clone();
+            drop(segment);
+            fs::remove_file(&path).map_err(|e| self.stop(e))?;
+            self.stats.segments_deleted += 1;
+        }
+        if !doomed.is_empty() {
+            segment::sync_dir(&self.dir).map_err(|e| self.stop(e))?;
+        }
+        Ok(doomed)
+    }
+
+    /// Waits until everything submitted is durable, then closes the log.
+    pub fn close(mut self) -> Result<(), AppendError> {
+        self.check_running()?;
+        self.writer.drain().map_err(|e| self.stop(e))?;
+        Ok(())
+    }
+
+    fn active_segment(&self) -> &Segment {
+        self.segments
+            .get(&self.active)
+            .expect("the active segment is open")
+    }
+
+    /// Moves writing to the next segment. The old segment gets a drained sync first, so
+    /// the kernel starts no write to the new segment before the old one is durable.
+    fn rotate(&mut self) -> Result<(), AppendError> {
+        let old_fd = self.active_segment().file.as_raw_fd();
+        if let Err(e) = self.writer.sync(old_fd) {
+            return Err(self.stop(e));
+        }
+        let next = SegmentId(self.active.0 + 1);
+        if !self.segments.contains_key(&next) {
+            let prepared = match self.preparing.take() {
+                Some((id, rx)) if id == next => rx.recv().ok(),
+                _ => None,
+            };
+            let segment = match prepared {
+                Some(Ok(segment)) => segment,
+                Some(Err(e)) => return Err(self.stop(std::io::Error::other(e.to_string()))),
+                None => {
+                    self.stats.rotation_waits += 1;
+                    Segment::create(&self.dir, next, self.options.segment_size_bytes)
+                        .map_err(|e| self.stop(std::io::Error::other(e.to_string())))?
+                }
+            };
+            self.segments.insert(next, segment);
+        }
+        self.active = next;
+        self.write_offset = SEGMENT_HEADER_BYTES;
+        self.stats.rotations += 1;
+        Ok(())
+    }
+
+    fn maybe_prepare_next(&mut self) {
+        let next = SegmentId(self.active.0 + 1);
+        if !self.options.preallocate
+            || self.preparing.is_some()
+            || self.segments.contains_key(&next)
+            || self.write_offset < self.active_segment().size_bytes / 2
+        {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let dir = self.dir.clone();
+        let size = self.options.segment_size_bytes;
+        let spawned = std::thread::Builder::new()
+            .name("flotilla-wal-prealloc".to_string())
+            .spawn(move || {
+                let _receiver_may_be_gone = tx.send(Segment::create(&dir, next, size));
+            });
+        // Without a thread the next rotation creates the segment itself.
+        if spawned.is_ok() {
+            self.preparing = Some((next, rx));
+        }
+    }
+
+    fn check_running(&self) -> Result<(), AppendError> {
+        match &self.stopped {
+            Some(reason) => Err(AppendError::Stopped(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn stop(&mut self, error: std::io::Error) -> AppendError {
+        let reason = self
+            .writer
+            .failure()
+            .map_or_else(|| error.to_string(), str::to_string);
+        self.stopped.get_or_insert(reason);
+        AppendError::Io(error)
+    }
+}
+
+fn validate_options(options: &WalOptions) -> Result<(), OpenError> {
+    let size = options.segment_size_bytes;
+    if !(format::SEGMENT_SIZE_MIN_BYTES..=format::SEGMENT_SIZE_MAX_BYTES).contains(&size)
+        || !size.is_multiple_of(format::SEGMENT_SIZE_ALIGN_BYTES)
+    {
+        return Err(OpenError::InvalidOptions(format!(
+            "segment_size_bytes {size} must be a multiple of {} between {} and {}",
+            format::SEGMENT_SIZE_ALIGN_BYTES,
+            format::SEGMENT_SIZE_MIN_BYTES,
+            format::SEGMENT_SIZE_MAX_BYTES
+        )));
+    }
+    Ok(())
+}
+
+fn marker_text() -> String {
+    format!("flotilla-wal\nversion {FORMAT_VERSION}\n")
+}
+
+/// Checks the marker of an existing log, or writes it into an empty directory.
+fn check_or_write_marker(dir: &Path) -> Result<(), OpenError> {
+    let marker = dir.join(MARKER_FILE);
+    let io = |source| OpenError::Io {
+        path: marker.clone(),
+        source,
+    };
+    match fs::read_to_string(&marker) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            let version = (lines.next() == Some("flotilla-wal"))
+                .then(|| lines.next().and_then(|l| l.strip_prefix("version ")))
+                .flatten()
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            match version {
+                Some(FORMAT_VERSION) => Ok(()),
+                Some(found) => Err(OpenError::UnsupportedVersion {
+                    path: marker.clone(),
+                    found,
+                    supported: FORMAT_VERSION,
+                }),
+                None => Err(OpenError::NotALog {
+                    path: marker.clone(),
+                    reason: "the marker file does not name a wal format version".to_string(),
+                }),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut entries = fs::read_dir(dir).map_err(|source| OpenError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            if entries.next().is_some() {
+                return Err(OpenError::NotALog {
+                    path: dir.to_path_buf(),
+                    reason: format!("the directory is not empty and has no {MARKER_FILE} marker"),
+                });
+            }
+            let temp = dir.join(format!("{MARKER_FILE}.tmp"));
+            let mut file = File::create(&temp).map_err(|source| OpenError::Io {
+                path: temp.clone(),
+                source,
+            })?;
+            file.write_all(marker_text().as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            fs::rename(&temp, &marker).map_err(io)?;
+            segment::sync_dir(dir).map_err(|source| OpenError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Segment ids (sorted) and leftover temporary files in `dir`.
+fn list_dir(dir: &Path) -> Result<(Vec<SegmentId>, Vec<PathBuf>), OpenError> {
+    let io = |source| OpenError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut ids = Vec::new();
+    let mut temps = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(id) = segment::parse_segment_name(name) {
+            ids.push(id);
+        } else if name.ends_with(segment::TEMP_SUFFIX) {
+            temps.push(entry.path());
+        }
+    }
+    ids.sort();
+    Ok((ids, temps))
+}
