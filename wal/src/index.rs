@@ -258,11 +258,18 @@ impl LogIndexMap {
                     let keep = from.0 - log.first_index.0;
                     log.entries
                         .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-                } else if from <= log.compacted_through && mode == Mode::Submit {
-                    return Err(Invalid {
-                        group,
-                        reason: format!("truncation from {from} reaches the compacted log"),
-                    });
+                } else if from <= log.compacted_through {
+                    if mode == Mode::Submit {
+                        return Err(Invalid {
+                            group,
+                            reason: format!("truncation from {from} reaches the compacted log"),
+                        });
+                    }
+                    // Replaying a log whose older segments were collected: the mark was
+                    // implied by the first entry seen, and the writer (which checks every
+                    // truncation against the real mark) shows it was lower.
+                    log.entries.clear();
+                    log.compacted_through = LogIndex(from.0 - 1);
                 } else if from <= log.first_index {
                     log.entries.clear();
                 }

@@ -111,6 +111,10 @@ pub struct GcReport {
 
 /// The segmented write-ahead log of one shard. See the module docs for the contract.
 pub struct Wal {
+    /// Declared first so that it is dropped first: its drop waits for every write and
+    /// sync in flight, which still use the segments' descriptors (io_uring resolves a
+    /// deferred request's descriptor only when it starts), and the lock must outlive them.
+    writer: UringWriter,
     dir: PathBuf,
     options: WalOptions,
     _lock: File,
@@ -119,7 +123,6 @@ pub struct Wal {
     active: SegmentId,
     write_offset: u64,
     preparing: Option<(SegmentId, mpsc::Receiver<Result<Segment, OpenError>>)>,
-    writer: UringWriter,
     index: LogIndexMap,
     /// A rewrite submitted by garbage collection: once durable through this lsn, segments
     /// below the id may go.
@@ -564,6 +567,16 @@ impl Wal {
             .map_or_else(|| error.to_string(), str::to_string);
         self.stopped.get_or_insert(reason);
         AppendError::Io(error)
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // A segment being prepared must be finished (or failed) before the log can be
+        // opened again: a later open must not see it appear under its name halfway.
+        if let Some((_, rx)) = self.preparing.take() {
+            let _finished_or_failed = rx.recv();
+        }
     }
 }
 

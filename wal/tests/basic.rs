@@ -12,13 +12,21 @@ use flotilla_wal::{
 };
 
 fn small() -> WalOptions {
-    WalOptions { segment_size_bytes: 64 << 10, ..WalOptions::default() }
+    WalOptions {
+        segment_size_bytes: 64 << 10,
+        ..WalOptions::default()
+    }
 }
 
 fn append(wal: &mut Wal, group: u64, from: u64, count: u64, len: usize) -> Lsn {
     let mut batch = WriteBatch::new();
     for index in from..from + count {
-        batch.add_entry(GroupId(group), LogIndex(index), Term(1), &payload(GroupId(group), LogIndex(index), len));
+        batch.add_entry(
+            GroupId(group),
+            LogIndex(index),
+            Term(1),
+            &payload(GroupId(group), LogIndex(index), len),
+        );
     }
     wal.append_durable(&batch).unwrap()
 }
@@ -26,21 +34,35 @@ fn append(wal: &mut Wal, group: u64, from: u64, count: u64, len: usize) -> Lsn {
 #[test]
 fn entries_and_hard_states_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let hard_state = HardState { term: Term(4), vote: 2, commit: LogIndex(3) };
+    let hard_state = HardState {
+        term: Term(4),
+        vote: 2,
+        commit: LogIndex(3),
+    };
     {
         let (mut wal, report) = Wal::open(dir.path(), small()).unwrap();
         assert_eq!(report.records, 0);
         let mut batch = WriteBatch::new();
         for group in 1..=3 {
             for index in 1..=5 {
-                batch.add_entry(GroupId(group), LogIndex(index), Term(1), &payload(GroupId(group), LogIndex(index), 10));
+                batch.add_entry(
+                    GroupId(group),
+                    LogIndex(index),
+                    Term(1),
+                    &payload(GroupId(group), LogIndex(index), 10),
+                );
             }
         }
         batch.set_hard_state(GroupId(2), hard_state);
         let lsn = wal.submit(&batch).unwrap();
         assert_eq!(lsn, Lsn(1));
         // Readable before it is durable.
-        assert_eq!(wal.entries(GroupId(1), LogIndex(1), LogIndex(6)).unwrap().len(), 5);
+        assert_eq!(
+            wal.entries(GroupId(1), LogIndex(1), LogIndex(6))
+                .unwrap()
+                .len(),
+            5
+        );
         wal.wait_durable(lsn).unwrap();
         assert_eq!(wal.durable_lsn(), Lsn(1));
         wal.close().unwrap();
@@ -50,7 +72,9 @@ fn entries_and_hard_states_survive_reopen() {
     assert_eq!(report.entries, 15);
     assert_eq!(report.torn_tail, None);
     for group in 1..=3 {
-        let entries = wal.entries(GroupId(group), LogIndex(1), LogIndex(6)).unwrap();
+        let entries = wal
+            .entries(GroupId(group), LogIndex(1), LogIndex(6))
+            .unwrap();
         for entry in entries {
             assert_eq!(entry.payload, payload(GroupId(group), entry.index, 10));
         }
@@ -72,7 +96,9 @@ fn many_segments_rotate_and_read_back() {
     }
     let (wal, report) = Wal::open(dir.path(), small()).unwrap();
     assert!(report.segments >= 4);
-    let entries = wal.entries(GroupId(1), LogIndex(1), LogIndex(2001)).unwrap();
+    let entries = wal
+        .entries(GroupId(1), LogIndex(1), LogIndex(2001))
+        .unwrap();
     assert_eq!(entries.len(), 2000);
     for entry in &entries {
         assert_eq!(entry.payload, payload(GroupId(1), entry.index, 100));
@@ -104,12 +130,30 @@ fn invalid_batches_are_refused_and_change_nothing() {
     let mut gap = WriteBatch::new();
     gap.add_entry(GroupId(1), LogIndex(5), Term(1), b"gap");
     let err = wal.submit(&gap).unwrap_err();
-    assert!(matches!(err, AppendError::InvalidBatch { group: GroupId(1), .. }), "{err}");
-    assert!(err.to_string().contains("does not follow the last index 3"), "{err}");
+    assert!(
+        matches!(
+            err,
+            AppendError::InvalidBatch {
+                group: GroupId(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("does not follow the last index 3"),
+        "{err}"
+    );
 
     let mut start = WriteBatch::new();
     start.add_entry(GroupId(2), LogIndex(7), Term(1), b"x");
-    assert!(matches!(wal.submit(&start), Err(AppendError::InvalidBatch { group: GroupId(2), .. })));
+    assert!(matches!(
+        wal.submit(&start),
+        Err(AppendError::InvalidBatch {
+            group: GroupId(2),
+            ..
+        })
+    ));
 
     let mut compact_then_truncate = WriteBatch::new();
     compact_then_truncate.compact(GroupId(1), LogIndex(2));
@@ -119,7 +163,10 @@ fn invalid_batches_are_refused_and_change_nothing() {
     let too_large = vec![7u8; 70 << 10];
     let mut big = WriteBatch::new();
     big.add_entry(GroupId(1), LogIndex(4), Term(1), &too_large);
-    assert!(matches!(wal.submit(&big), Err(AppendError::TooLarge { .. })));
+    assert!(matches!(
+        wal.submit(&big),
+        Err(AppendError::TooLarge { .. })
+    ));
 
     // The log is still usable and unchanged.
     assert_eq!(wal.group(GroupId(1)).unwrap().last_index, LogIndex(3));
@@ -143,24 +190,45 @@ fn truncate_then_overwrite_and_compact() {
     }
     let (wal, _) = Wal::open(dir.path(), small()).unwrap();
     let state = wal.group(GroupId(1)).unwrap();
-    assert_eq!((state.first_index, state.last_index), (LogIndex(4), LogIndex(6)));
+    assert_eq!(
+        (state.first_index, state.last_index),
+        (LogIndex(4), LogIndex(6))
+    );
     assert_eq!(wal.term(GroupId(1), LogIndex(6)).unwrap(), Term(2));
-    assert_eq!(wal.entries(GroupId(1), LogIndex(6), LogIndex(7)).unwrap()[0].payload, b"new six");
+    assert_eq!(
+        wal.entries(GroupId(1), LogIndex(6), LogIndex(7)).unwrap()[0].payload,
+        b"new six"
+    );
     assert_eq!(
         wal.term(GroupId(1), LogIndex(3)),
-        Err(ReadError::Compacted { group: GroupId(1), index: LogIndex(3), first: LogIndex(4) })
+        Err(ReadError::Compacted {
+            group: GroupId(1),
+            index: LogIndex(3),
+            first: LogIndex(4)
+        })
     );
     assert_eq!(
         wal.term(GroupId(1), LogIndex(7)),
-        Err(ReadError::Unavailable { group: GroupId(1), index: LogIndex(7), last: LogIndex(6) })
+        Err(ReadError::Unavailable {
+            group: GroupId(1),
+            index: LogIndex(7),
+            last: LogIndex(6)
+        })
     );
-    assert_eq!(wal.term(GroupId(9), LogIndex(1)), Err(ReadError::UnknownGroup(GroupId(9))));
+    assert_eq!(
+        wal.term(GroupId(9), LogIndex(1)),
+        Err(ReadError::UnknownGroup(GroupId(9)))
+    );
 }
 
 #[test]
 fn garbage_collection_deletes_compacted_segments_and_keeps_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let hard_state = HardState { term: Term(9), vote: 3, commit: LogIndex(1) };
+    let hard_state = HardState {
+        term: Term(9),
+        vote: 3,
+        commit: LogIndex(1),
+    };
     {
         let (mut wal, _) = Wal::open(dir.path(), small()).unwrap();
         // Group 2 writes its hard state once, early, and then stays idle.
@@ -179,7 +247,10 @@ fn garbage_collection_deletes_compacted_segments_and_keeps_metadata() {
         assert!(first.pending && first.rewritten_groups >= 1, "{first:?}");
         wal.wait_durable(wal.submitted_lsn()).unwrap();
         let second = wal.collect_garbage().unwrap();
-        assert!(second.deleted.len() as u64 >= before - 2, "{second:?} of {before} segments");
+        assert!(
+            second.deleted.len() as u64 >= before - 2,
+            "{second:?} of {before} segments"
+        );
         assert_eq!(wal.group(GroupId(2)).unwrap().hard_state, Some(hard_state));
         wal.close().unwrap();
     }
@@ -187,8 +258,16 @@ fn garbage_collection_deletes_compacted_segments_and_keeps_metadata() {
     assert!(report.segments <= 2, "{report:?}");
     assert_eq!(wal.group(GroupId(2)).unwrap().hard_state, Some(hard_state));
     let state = wal.group(GroupId(1)).unwrap();
-    assert_eq!((state.first_index, state.last_index), (LogIndex(1000), LogIndex(1000)));
-    assert_eq!(wal.entries(GroupId(1), LogIndex(1000), LogIndex(1001)).unwrap()[0].payload, payload(GroupId(1), LogIndex(1000), 100));
+    assert_eq!(
+        (state.first_index, state.last_index),
+        (LogIndex(1000), LogIndex(1000))
+    );
+    assert_eq!(
+        wal.entries(GroupId(1), LogIndex(1000), LogIndex(1001))
+            .unwrap()[0]
+            .payload,
+        payload(GroupId(1), LogIndex(1000), 100)
+    );
 }
 
 #[test]
@@ -207,7 +286,17 @@ fn unknown_versions_are_refused() {
     Wal::open(dir.path(), small()).unwrap().0.close().unwrap();
     fs::write(dir.path().join("FLOTILLA_WAL"), "flotilla-wal\nversion 7\n").unwrap();
     let err = Wal::open(dir.path(), small()).err().unwrap();
-    assert!(matches!(err, OpenError::UnsupportedVersion { found: 7, supported: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OpenError::UnsupportedVersion {
+                found: 7,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     fs::write(dir.path().join("FLOTILLA_WAL"), "flotilla-wal\nversion 1\n").unwrap();
     let segment = common::only_segment(dir.path());
@@ -217,7 +306,10 @@ fn unknown_versions_are_refused() {
     bytes[32..36].copy_from_slice(&crc.to_le_bytes());
     fs::write(&segment, &bytes).unwrap();
     let err = Wal::open(dir.path(), small()).err().unwrap();
-    assert!(matches!(err, OpenError::UnsupportedVersion { found: 9, .. }), "{err}");
+    assert!(
+        matches!(err, OpenError::UnsupportedVersion { found: 9, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains(segment.to_str().unwrap()), "{err}");
 }
 
@@ -235,7 +327,17 @@ fn a_sealed_segment_of_the_wrong_size_is_refused() {
     let file = fs::OpenOptions::new().write(true).open(&first).unwrap();
     file.set_len((64 << 10) + 4096).unwrap();
     let err = Wal::open(dir.path(), small()).err().unwrap();
-    assert!(matches!(err, OpenError::SegmentSize { expected: 65536, found: 69632, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OpenError::SegmentSize {
+                expected: 65536,
+                found: 69632,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -250,7 +352,10 @@ fn a_second_open_of_the_same_log_is_refused() {
 fn invalid_options_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for size in [0, 4096, (64 << 10) + 1, 1 << 40] {
-        let options = WalOptions { segment_size_bytes: size, ..WalOptions::default() };
+        let options = WalOptions {
+            segment_size_bytes: size,
+            ..WalOptions::default()
+        };
         let err = Wal::open(dir.path(), options).err().unwrap();
         assert!(matches!(err, OpenError::InvalidOptions(_)), "{err}");
     }

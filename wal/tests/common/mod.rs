@@ -45,6 +45,11 @@ pub(crate) fn only_segment(dir: &std::path::Path) -> std::path::PathBuf {
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
     segments.sort();
-    assert_eq!(segments.len(), 1, "expected one segment in {}", dir.display());
+    assert_eq!(
+        segments.len(),
+        1,
+        "expected one segment in {}",
+        dir.display()
+    );
     segments.pop().unwrap()
 }
