@@ -1,6 +1,11 @@
 //! Corruption: a flipped bit in any synced batch other than the last makes open fail with
 //! an error naming the segment and the damaged record's offset; `repair` keeps the prefix.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "integration tests fail by panicking, helpers included"
+)]
+
 mod common;
 
 use std::fs;

@@ -6,6 +6,11 @@
 //! The child is this test binary run again with `WAL_CRASH_CHILD` set (see
 //! `crash_child_process`), so no helper binary is needed.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "integration tests fail by panicking, helpers included"
+)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -62,12 +67,12 @@ fn child(dir: &Path) {
         while pending.front().is_some_and(|(l, _)| *l <= durable) {
             newest = pending.pop_front();
         }
-        if let Some((lsn, lasts)) = newest {
-            if lsn > reported {
-                let fields: Vec<String> = lasts.iter().map(u64::to_string).collect();
-                println!("durable {} {}", lsn.0, fields.join(" "));
-                reported = lsn;
-            }
+        if let Some((lsn, lasts)) = newest
+            && lsn > reported
+        {
+            let fields: Vec<String> = lasts.iter().map(u64::to_string).collect();
+            println!("durable {} {}", lsn.0, fields.join(" "));
+            reported = lsn;
         }
     }
 }

@@ -2,6 +2,11 @@
 //! collections and reopens for many groups, with every read checked against a plain
 //! in-memory model. Seeds are fixed; `WAL_MODEL_SEEDS=N` runs more.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "integration tests fail by panicking, helpers included"
+)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -4,6 +4,11 @@
 //! A torn write on a preallocated segment leaves the unwritten bytes as they were (zero);
 //! a file cut short by a tool is also accepted for the last segment. Both are tried.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "integration tests fail by panicking, helpers included"
+)]
+
 mod common;
 
 use std::fs;

@@ -1,5 +1,6 @@
 //! Helpers shared by the log's integration tests: a seeded RNG and payload makers.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+#![allow(clippy::unwrap_used, reason = "test helpers fail by panicking")]
 
 use flotilla_wal::{GroupId, LogIndex};
 
