@@ -64,8 +64,9 @@ impl WriteBatch {
         self.payload_bytes
     }
 
-    /// The encoded body.
-    pub(crate) fn body(&self) -> &[u8] {
+    /// The encoded body, as docs/FORMATS.md describes it (what a record carries after
+    /// its header).
+    pub fn body(&self) -> &[u8] {
         &self.body
     }
 

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use crate::ids::{GroupId, LogIndex};
 
-/// Opening (and recovering) a log failed. Nothing was deleted or changed on disk.
+/// Opening (and recovering) a log failed. No record was deleted or changed on disk (a
+/// last segment cut short may have been extended back to its size with zeros).
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// An I/O call failed.
@@ -54,7 +55,8 @@ pub enum OpenError {
         found: u64,
     },
     /// A segment is damaged somewhere other than its torn tail. Reopen with
-    /// `WalOptions::repair` to cut the log at this offset (later data is moved aside).
+    /// `WalOptions::repair` to cut the log at this offset (copies of the affected segments
+    /// are kept under `quarantine/`).
     #[error("corruption in {path} at offset {offset}: {reason}")]
     Corruption {
         /// The segment file.

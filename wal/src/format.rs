@@ -35,8 +35,9 @@ pub const RECORD_ALIGN_BYTES: u64 = 8;
 pub const SEGMENT_SIZE_ALIGN_BYTES: u64 = 4096;
 /// Smallest segment size accepted: a header page and three pages of records.
 pub const SEGMENT_SIZE_MIN_BYTES: u64 = 4 * SEGMENT_SIZE_ALIGN_BYTES;
-/// Largest segment size accepted: offsets inside a segment fit in a `u32`.
-pub const SEGMENT_SIZE_MAX_BYTES: u64 = 1 << 32;
+/// Largest segment size accepted: offsets fit in a `u32`, and a record (at most a segment
+/// less its header) fits in one `write`, which Linux caps just under 2 GiB.
+pub const SEGMENT_SIZE_MAX_BYTES: u64 = 1 << 30;
 
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(SEGMENT_SIZE_ALIGN_BYTES));
 const _: () = assert!(SEGMENT_HEADER_PAGE_BYTES as u64 == SEGMENT_HEADER_BYTES);

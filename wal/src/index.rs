@@ -13,8 +13,9 @@
 //!   still need.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::format::Op;
+use crate::format::{DecodeError, Op};
 use crate::ids::{GroupId, HardState, LogIndex, SegmentId, Term};
 
 /// Where one entry's payload lies.
@@ -113,6 +114,30 @@ impl GroupLog {
     }
 }
 
+/// A multiplicative hasher for group ids: a lookup per entry is on the append path, and
+/// group ids need no protection against chosen collisions (they come from the embedder,
+/// not the network).
+#[derive(Default)]
+pub(crate) struct GroupIdHasher(u64);
+
+impl Hasher for GroupIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type GroupMap<V> = HashMap<GroupId, V, BuildHasherDefault<GroupIdHasher>>;
+
 /// How [`LogIndexMap::apply`] treats an entry that does not continue a group's log.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -126,7 +151,7 @@ pub(crate) enum Mode {
 /// The index of all groups.
 #[derive(Default)]
 pub(crate) struct LogIndexMap {
-    groups: HashMap<GroupId, GroupLog>,
+    groups: GroupMap<GroupLog>,
 }
 
 /// How a batch breaks the log's rules.
@@ -146,18 +171,36 @@ impl LogIndexMap {
 
     /// Checks that the operations of a batch, applied in order, keep every group's log
     /// contiguous, without changing anything.
-    pub(crate) fn check<'a>(&self, ops: impl Iterator<Item = Op<'a>>) -> Result<(), Invalid> {
+    pub(crate) fn check<'a>(
+        &self,
+        ops: impl Iterator<Item = Result<Op<'a>, DecodeError>>,
+    ) -> Result<(), Invalid> {
         // The last index and compaction mark of each group touched, as the batch leaves them.
-        let mut touched: HashMap<GroupId, (LogIndex, LogIndex)> = HashMap::new();
+        let mut touched: GroupMap<(LogIndex, LogIndex)> = GroupMap::default();
+        // The group of the previous operation, kept out of the map: consecutive operations
+        // of one group (an entries run) cost no lookup.
+        let mut current: Option<(GroupId, LogIndex, LogIndex)> = None;
         for op in ops {
+            // A batch the decoder refuses (an index 0, a run that overflows) is invalid.
+            let op = op.map_err(|e| Invalid {
+                group: current.map_or(GroupId(0), |(g, _, _)| g),
+                reason: format!("the batch does not decode: {e}"),
+            })?;
             let group = op_group(&op);
-            let (last, mark) = touched.entry(group).or_insert_with(|| {
-                self.groups
-                    .get(&group)
-                    .map_or((LogIndex(0), LogIndex(0)), |log| {
-                        (log.last_index(), log.compacted_through)
-                    })
-            });
+            if current.is_none_or(|(g, _, _)| g != group) {
+                if let Some((g, last, mark)) = current {
+                    touched.insert(g, (last, mark));
+                }
+                let (last, mark) = touched.get(&group).copied().unwrap_or_else(|| {
+                    self.groups
+                        .get(&group)
+                        .map_or((LogIndex(0), LogIndex(0)), |log| {
+                            (log.last_index(), log.compacted_through)
+                        })
+                });
+                current = Some((group, last, mark));
+            }
+            let (_, last, mark) = current.as_mut().expect("set above");
             match op {
                 Op::Entry { index, .. } => {
                     if index != last.next() {
@@ -199,6 +242,83 @@ impl LogIndexMap {
                 Op::HardState { .. } => {}
             }
         }
+        Ok(())
+    }
+
+    /// Applies the operations of a record written in `segment` at `body_offset` (the file
+    /// offset of the record's body), in order. Consecutive entries of one group are
+    /// appended together, with one lookup. On error, the operations before the failing one
+    /// stay applied.
+    pub(crate) fn apply_all<'a>(
+        &mut self,
+        ops: impl Iterator<Item = Op<'a>>,
+        segment: SegmentId,
+        body_offset: u64,
+        mode: Mode,
+    ) -> Result<(), Invalid> {
+        let mut run: Option<(GroupId, LogIndex)> = None;
+        let mut locs: Vec<EntryLoc> = Vec::new();
+        for op in ops {
+            if let Op::Entry {
+                group,
+                index,
+                term,
+                payload_offset,
+                payload,
+            } = op
+            {
+                let continues = run
+                    .is_some_and(|(g, first)| g == group && first.0 + locs.len() as u64 == index.0);
+                if !continues {
+                    self.append_run(run, &mut locs, mode)?;
+                    run = Some((group, index));
+                }
+                let offset = body_offset + payload_offset as u64;
+                locs.push(EntryLoc {
+                    term,
+                    segment,
+                    offset: u32::try_from(offset).expect("segment offsets fit in u32"),
+                    len: u32::try_from(payload.len()).expect("payload fits in a segment"),
+                });
+                continue;
+            }
+            self.append_run(run.take(), &mut locs, mode)?;
+            self.apply(&op, segment, body_offset, mode)?;
+        }
+        self.append_run(run, &mut locs, mode)
+    }
+
+    /// Appends the entries in `locs` (cleared after) to the group of `run`, whose first
+    /// entry has the given index.
+    fn append_run(
+        &mut self,
+        run: Option<(GroupId, LogIndex)>,
+        locs: &mut Vec<EntryLoc>,
+        mode: Mode,
+    ) -> Result<(), Invalid> {
+        let Some((group, first)) = run else {
+            return Ok(());
+        };
+        let log = self.groups.entry(group).or_default();
+        let expected = log.last_index().next();
+        if first != expected {
+            if mode == Mode::Recover && log.entries.is_empty() && first > expected {
+                // Earlier entries were compacted and their segments collected; the mark
+                // is rewritten later in the log, or implied here.
+                log.compacted_through = LogIndex(first.0 - 1);
+            } else {
+                locs.clear();
+                return Err(Invalid {
+                    group,
+                    reason: format!("entry index {first}, expected {expected}"),
+                });
+            }
+        }
+        if log.entries.is_empty() {
+            log.first_index = first;
+        }
+        log.entries.extend(locs.drain(..));
+        log.check_invariants();
         Ok(())
     }
 

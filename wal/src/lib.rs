@@ -32,6 +32,7 @@
 mod batch;
 mod error;
 pub mod format;
+pub mod fuzzing;
 mod ids;
 mod index;
 mod io;

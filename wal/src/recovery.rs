@@ -10,7 +10,8 @@
 //!    bytes are zeroed (so later appends never sit in front of stale bytes) and reported.
 //! 2. A later valid record says, in its `synced_through` field, that the damaged record was
 //!    already durable when it was written: **corruption**. Open fails naming the file and
-//!    offset, or, with `repair`, cuts the log there (moving what follows aside).
+//!    offset, or, with `repair`, cuts the log there (after copying the affected segments
+//!    to `quarantine/`).
 //! 3. Later valid records exist but none proves the damaged one durable: a crash with
 //!    several unsynced writes in flight can leave a later write intact and an earlier one
 //!    torn. The damaged record counts as torn when its bytes show the shape of a torn write
@@ -95,6 +96,90 @@ struct BadPoint {
     reason: String,
     /// The damaged record's own claim of its length, when its header was readable.
     claimed_len: Option<u64>,
+    /// The record verified but broke an index rule part way: the index holds some of it.
+    partially_applied: bool,
+}
+
+/// What scanning the segments found.
+struct Scan {
+    index: LogIndexMap,
+    last_lsn: Lsn,
+    end: End,
+    bad: Option<BadPoint>,
+    records: u64,
+    entries: u64,
+    bytes: u64,
+}
+
+/// Scans records in order until the data ends, a record does not verify, or `stop`
+/// (a segment slot and offset) is reached.
+fn scan(segments: &[Segment], stop: Option<(usize, u64)>) -> Scan {
+    let mut found = Scan {
+        index: LogIndexMap::default(),
+        last_lsn: Lsn(0),
+        end: End {
+            slot: 0,
+            offset: SEGMENT_HEADER_BYTES,
+        },
+        bad: None,
+        records: 0,
+        entries: 0,
+        bytes: 0,
+    };
+    for (slot, segment) in segments.iter().enumerate() {
+        let bytes = segment.bytes();
+        let mut offset = SEGMENT_HEADER_BYTES;
+        while offset + RECORD_HEADER_BYTES as u64 <= segment.size_bytes {
+            if stop == Some((slot, offset)) {
+                return found;
+            }
+            let at = &bytes[usize_of(offset)..];
+            match scan_record(at, found.last_lsn, &mut found.index, segment.id, offset) {
+                Scanned::Record {
+                    lsn,
+                    record_bytes,
+                    entries,
+                } => {
+                    found.last_lsn = lsn;
+                    found.records += 1;
+                    found.entries += entries;
+                    found.bytes += record_bytes;
+                    offset += record_bytes;
+                    found.end = End { slot, offset };
+                }
+                Scanned::Unwritten => {
+                    // The end of this segment's data, unless valid records follow in it.
+                    if later_valid_in(bytes, offset + RECORD_ALIGN_BYTES, found.last_lsn).is_some()
+                    {
+                        found.bad = Some(BadPoint {
+                            slot,
+                            offset,
+                            reason: "unwritten space in front of valid records".to_string(),
+                            claimed_len: None,
+                            partially_applied: false,
+                        });
+                        return found;
+                    }
+                    break;
+                }
+                Scanned::Bad {
+                    reason,
+                    claimed_len,
+                    partially_applied,
+                } => {
+                    found.bad = Some(BadPoint {
+                        slot,
+                        offset,
+                        reason,
+                        claimed_len,
+                        partially_applied,
+                    });
+                    return found;
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The position right after the last valid record.
@@ -134,60 +219,18 @@ pub(crate) fn recover(dir: &Path, ids: &[SegmentId], repair: bool) -> Result<Rec
         segments: segments.len(),
         ..RecoveryReport::default()
     };
-    let mut index = LogIndexMap::default();
-    let mut last_lsn = Lsn(0);
-    let mut end = End {
-        slot: 0,
-        offset: SEGMENT_HEADER_BYTES,
-    };
-    let mut bad = None;
-
-    'segments: for (slot, segment) in segments.iter().enumerate() {
-        let bytes = segment.bytes();
-        let mut offset = SEGMENT_HEADER_BYTES;
-        while offset + RECORD_HEADER_BYTES as u64 <= segment.size_bytes {
-            let at = &bytes[usize_of(offset)..];
-            match scan_record(at, last_lsn, &mut index, segment.id, offset) {
-                Scanned::Record {
-                    lsn,
-                    record_bytes,
-                    entries,
-                } => {
-                    last_lsn = lsn;
-                    report.records += 1;
-                    report.entries += entries;
-                    report.bytes += record_bytes;
-                    offset += record_bytes;
-                    end = End { slot, offset };
-                }
-                Scanned::Unwritten => {
-                    // The end of this segment's data, unless valid records follow in it.
-                    if later_valid_in(bytes, offset + RECORD_ALIGN_BYTES, last_lsn).is_some() {
-                        bad = Some(BadPoint {
-                            slot,
-                            offset,
-                            reason: "unwritten space in front of valid records".to_string(),
-                            claimed_len: None,
-                        });
-                        break 'segments;
-                    }
-                    continue 'segments;
-                }
-                Scanned::Bad {
-                    reason,
-                    claimed_len,
-                } => {
-                    bad = Some(BadPoint {
-                        slot,
-                        offset,
-                        reason,
-                        claimed_len,
-                    });
-                    break 'segments;
-                }
-            }
-        }
-    }
+    let Scan {
+        mut index,
+        last_lsn,
+        mut end,
+        bad,
+        records,
+        entries,
+        bytes,
+    } = scan(&segments, None);
+    report.records = records;
+    report.entries = entries;
+    report.bytes = bytes;
 
     if let Some(bad) = bad {
         let later = later_valid_from(
@@ -196,11 +239,14 @@ pub(crate) fn recover(dir: &Path, ids: &[SegmentId], repair: bool) -> Result<Rec
             bad.offset + RECORD_ALIGN_BYTES,
             last_lsn,
         );
-        let damaged_lsn = last_lsn.next();
         let torn = match later {
             None => true,
-            Some(synced_through) if synced_through >= damaged_lsn => false,
-            Some(_) => has_torn_signature(&segments[bad.slot], bad.offset, bad.claimed_len),
+            Some(Later {
+                proves_durable: true,
+            }) => false,
+            Some(Later {
+                proves_durable: false,
+            }) => has_torn_signature(&segments[bad.slot], bad.offset, bad.claimed_len),
         };
         let segment = &segments[bad.slot];
         if torn {
@@ -230,6 +276,11 @@ pub(crate) fn recover(dir: &Path, ids: &[SegmentId], repair: bool) -> Result<Rec
             slot: bad.slot,
             offset: bad.offset,
         };
+        if bad.partially_applied {
+            // Some operations of the cut record reached the index: rebuild it from the
+            // records before the cut.
+            index = scan(&segments, Some((bad.slot, bad.offset))).index;
+        }
     }
 
     report.last_lsn = last_lsn;
@@ -253,6 +304,7 @@ enum Scanned {
     Bad {
         reason: String,
         claimed_len: Option<u64>,
+        partially_applied: bool,
     },
 }
 
@@ -271,6 +323,7 @@ fn scan_record(
             return Scanned::Bad {
                 reason: e.to_string(),
                 claimed_len: None,
+                partially_applied: false,
             };
         }
     };
@@ -278,6 +331,7 @@ fn scan_record(
     let bad = |reason: String| Scanned::Bad {
         reason,
         claimed_len,
+        partially_applied: false,
     };
     if last_lsn != Lsn(0) && header.lsn != last_lsn.next() {
         return bad(format!(
@@ -297,20 +351,22 @@ fn scan_record(
         Err(e) => return bad(e.to_string()),
     };
     // Decode everything before applying anything, so a bad body leaves the index as it was.
-    let ops: Result<Vec<Op<'_>>, _> = BodyReader::new(body).collect();
-    let ops = match ops {
-        Ok(ops) => ops,
-        Err(e) => return bad(format!("invalid batch body: {e}")),
-    };
-    let body_offset = offset + RECORD_HEADER_BYTES as u64;
     let mut entries = 0;
-    for op in &ops {
-        if matches!(op, Op::Entry { .. }) {
-            entries += 1;
+    for op in BodyReader::new(body) {
+        match op {
+            Ok(Op::Entry { .. }) => entries += 1,
+            Ok(_) => {}
+            Err(e) => return bad(format!("invalid batch body: {e}")),
         }
-        if let Err(invalid) = index.apply(op, segment, body_offset, Mode::Recover) {
-            return bad(format!("group {}: {}", invalid.group, invalid.reason));
-        }
+    }
+    let body_offset = offset + RECORD_HEADER_BYTES as u64;
+    let ops = BodyReader::new(body).map(|op| op.expect("decoded once above"));
+    if let Err(invalid) = index.apply_all(ops, segment, body_offset, Mode::Recover) {
+        return Scanned::Bad {
+            reason: format!("group {}: {}", invalid.group, invalid.reason),
+            claimed_len,
+            partially_applied: true,
+        };
     }
     Scanned::Record {
         lsn: header.lsn,
@@ -339,15 +395,28 @@ fn later_valid_in(bytes: &[u8], from: u64, last_lsn: Lsn) -> Option<Lsn> {
     best
 }
 
-/// [`later_valid_in`] over the rest of segment `slot` and every later segment.
-fn later_valid_from(segments: &[Segment], slot: usize, from: u64, last_lsn: Lsn) -> Option<Lsn> {
-    let mut best = later_valid_in(segments[slot].bytes(), from, last_lsn);
-    for segment in &segments[slot + 1..] {
-        if let Some(found) = later_valid_in(segment.bytes(), SEGMENT_HEADER_BYTES, last_lsn) {
-            best = Some(best.map_or(found, |b| b.max(found)));
-        }
+/// Valid records found after a damaged one.
+struct Later {
+    /// One of them shows the damaged record was durable before it was written: its
+    /// `synced_through` reaches the damaged lsn, or it lies in a later segment (a segment
+    /// is synced before anything is written to the next).
+    proves_durable: bool,
+}
+
+/// Looks for valid records after `from` in segment `slot` and in every later segment.
+fn later_valid_from(segments: &[Segment], slot: usize, from: u64, last_lsn: Lsn) -> Option<Later> {
+    let damaged = last_lsn.next();
+    let in_later_segment = segments[slot + 1..]
+        .iter()
+        .any(|segment| later_valid_in(segment.bytes(), SEGMENT_HEADER_BYTES, last_lsn).is_some());
+    if in_later_segment {
+        return Some(Later {
+            proves_durable: true,
+        });
     }
-    best
+    later_valid_in(segments[slot].bytes(), from, last_lsn).map(|synced_through| Later {
+        proves_durable: synced_through >= damaged,
+    })
 }
 
 /// Sector size assumed for torn writes: a device persists whole sectors.
@@ -415,11 +484,20 @@ fn quarantine(dir: &Path, segments: &[Segment]) -> Result<Vec<PathBuf>, OpenErro
             path: copy.clone(),
             source,
         })?;
+        // The copy must be durable before the original is zeroed.
+        fs::File::open(&copy)
+            .and_then(|file| file.sync_all())
+            .map_err(|source| OpenError::Io {
+                path: copy.clone(),
+                source,
+            })?;
         copies.push(copy);
     }
-    crate::segment::sync_dir(&target).map_err(|source| OpenError::Io {
-        path: target.clone(),
-        source,
-    })?;
+    for synced in [target.as_path(), dir] {
+        crate::segment::sync_dir(synced).map_err(|source| OpenError::Io {
+            path: synced.to_path_buf(),
+            source,
+        })?;
+    }
     Ok(copies)
 }

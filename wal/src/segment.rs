@@ -100,7 +100,7 @@ impl Segment {
 
     /// Opens an existing segment, checking its header against its name and its length
     /// against its header. A last segment shorter than its header says (cut by hand or by
-    /// a tool) is accepted by recovery through `open_short`; here it is an error.
+    /// a tool) is accepted by recovery through `open_extending`; here it is an error.
     pub(crate) fn open(path: &Path, id: SegmentId) -> Result<Segment, OpenError> {
         let (file, header, len) = Segment::open_checked_header(path, id)?;
         if len != header.segment_size_bytes {
@@ -115,7 +115,7 @@ impl Segment {
 
     /// Like `open`, but a file shorter than its declared size is extended with zeros to
     /// that size first (the missing bytes are unwritten space). Used for the last segment
-    /// only, and only once recovery decided to write to the log.
+    /// only; the zeros are unwritten space, so nothing is lost.
     pub(crate) fn open_extending(path: &Path, id: SegmentId) -> Result<Segment, OpenError> {
         let (file, header, len) = Segment::open_checked_header(path, id)?;
         if len > header.segment_size_bytes {

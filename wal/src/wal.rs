@@ -159,6 +159,7 @@ impl Wal {
 
         let (ids, temps) = list_dir(&dir)?;
         let recovered = if ids.is_empty() {
+            remove_temps(&temps)?;
             let first = Segment::create(&dir, SegmentId(1), options.segment_size_bytes)?;
             recovery::Recovered {
                 segments: vec![first],
@@ -171,16 +172,32 @@ impl Wal {
                 },
             }
         } else {
-            recovery::recover(&dir, &ids, options.repair)?
+            let recovered = recovery::recover(&dir, &ids, options.repair)?;
+            remove_temps(&temps)?;
+            recovered
         };
-        for temp in temps {
-            fs::remove_file(&temp).map_err(io(&temp))?;
-        }
 
         let report = recovered.report;
         let active = recovered.segments[recovered.active_slot].id;
+        let mut segments: BTreeMap<SegmentId, Segment> =
+            recovered.segments.into_iter().map(|s| (s.id, s)).collect();
+        // What recovery read may have reached the kernel without a sync (the previous
+        // process died before syncing): sync it before reporting it durable.
+        for segment in segments.values() {
+            segment.file.sync_data().map_err(io(&segment.path))?;
+        }
+        // Empty segments prepared ahead by an earlier run with another size would not
+        // hold a record of the size this run allows: they hold nothing, so remove them.
+        let spares: Vec<SegmentId> = segments
+            .range(SegmentId(active.0 + 1)..)
+            .filter(|(_, s)| s.size_bytes != options.segment_size_bytes)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in spares.into_iter().rev() {
+            let segment = segments.remove(&id).expect("listed above");
+            fs::remove_file(&segment.path).map_err(io(&segment.path))?;
+        }
         let writer = UringWriter::new(report.last_lsn).map_err(OpenError::Uring)?;
-        let segments = recovered.segments.into_iter().map(|s| (s.id, s)).collect();
         let wal = Wal {
             dir,
             options,
@@ -226,9 +243,8 @@ impl Wal {
                 limit: self.record_bytes_max(),
             });
         }
-        let ops = BodyReader::new(body).map(|op| op.expect("a batch decodes its own encoding"));
         self.index
-            .check(ops)
+            .check(BodyReader::new(body))
             .map_err(|invalid| AppendError::InvalidBatch {
                 group: invalid.group,
                 reason: invalid.reason,
@@ -259,11 +275,15 @@ impl Wal {
         }
 
         let body_offset = file_offset + RECORD_HEADER_BYTES as u64;
-        for op in BodyReader::new(body) {
-            let op = op.expect("a batch decodes its own encoding");
-            self.index
-                .apply(&op, self.active, body_offset, Mode::Submit)
-                .unwrap_or_else(|_| panic!("a checked batch applies: {op:?}"));
+        let ops = BodyReader::new(body).map(|op| op.expect("a batch decodes its own encoding"));
+        if let Err(invalid) = self
+            .index
+            .apply_all(ops, self.active, body_offset, Mode::Submit)
+        {
+            panic!(
+                "a checked batch applies: group {}: {}",
+                invalid.group, invalid.reason
+            );
         }
         self.write_offset += record_bytes;
         self.stats.records += 1;
@@ -627,11 +647,16 @@ fn check_or_write_marker(dir: &Path) -> Result<(), OpenError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut entries = fs::read_dir(dir).map_err(|source| OpenError::Io {
+            let entries = fs::read_dir(dir).map_err(|source| OpenError::Io {
                 path: dir.to_path_buf(),
                 source,
             })?;
-            if entries.next().is_some() {
+            // A marker left half written by an interrupted first open does not count.
+            let marker_temp = format!("{MARKER_FILE}.tmp");
+            let mut foreign = entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name() != *marker_temp);
+            if foreign.next().is_some() {
                 return Err(OpenError::NotALog {
                     path: dir.to_path_buf(),
                     reason: format!("the directory is not empty and has no {MARKER_FILE} marker"),
@@ -652,6 +677,22 @@ fn check_or_write_marker(dir: &Path) -> Result<(), OpenError> {
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// Removes segments a crashed run left half made.
+fn remove_temps(temps: &[PathBuf]) -> Result<(), OpenError> {
+    for temp in temps {
+        match fs::remove_file(temp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(OpenError::Io {
+                    path: temp.clone(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Segment ids (sorted) and leftover temporary files in `dir`.

@@ -385,3 +385,34 @@ fn dropped_groups_are_gone_after_reopen() {
     assert_eq!(wal.group(GroupId(1)).unwrap().last_index, LogIndex(1));
     assert_eq!(wal.group(GroupId(2)).unwrap().last_index, LogIndex(3));
 }
+
+#[test]
+fn batches_the_decoder_refuses_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), small()).unwrap();
+    let mut zero = WriteBatch::new();
+    zero.add_entry(GroupId(1), LogIndex(0), Term(1), b"x");
+    assert!(matches!(
+        wal.submit(&zero),
+        Err(AppendError::InvalidBatch { .. })
+    ));
+    let mut truncate_zero = WriteBatch::new();
+    truncate_zero.truncate(GroupId(1), LogIndex(0));
+    assert!(matches!(
+        wal.submit(&truncate_zero),
+        Err(AppendError::InvalidBatch { .. })
+    ));
+    append(&mut wal, 1, 1, 1, 8);
+}
+
+#[test]
+fn an_interrupted_first_open_does_not_block_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("FLOTILLA_WAL.tmp"), "flotilla-w").unwrap();
+    fs::write(dir.path().join("00000000000000000001.seg.tmp"), "half").unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), small()).unwrap();
+    append(&mut wal, 1, 1, 1, 8);
+    wal.close().unwrap();
+    assert!(!dir.path().join("00000000000000000001.seg.tmp").exists());
+    Wal::open(dir.path(), small()).unwrap();
+}

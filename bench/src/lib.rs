@@ -1,0 +1,48 @@
+//! `flotilla-bench`: benchmarks of Flotilla.
+//!
+//! - `benches/`: criterion micro-benchmarks (run once each in CI with `cargo bench --no-run`
+//!   to keep them compiling).
+//! - `src/bin/walbench.rs`: the WAL throughput run against a raw write + fdatasync baseline,
+//!   and the recovery-speed run. Figures and commands are in docs/BENCHMARKS.md.
+//!
+//! This library holds what the binaries share: workload builders.
+
+use flotilla_wal::{GroupId, LogIndex, Term, WriteBatch};
+
+/// Builds batches of entries of `payload_bytes` each, spread over `groups` groups, keeping
+/// each group's next index so that successive batches continue every group's log.
+pub struct BatchMaker {
+    payload: Vec<u8>,
+    next_index: Vec<u64>,
+    next_group: usize,
+}
+
+impl BatchMaker {
+    /// A maker for `groups` groups (at least one) and entries of `payload_bytes`.
+    pub fn new(groups: usize, payload_bytes: usize) -> BatchMaker {
+        BatchMaker {
+            payload: (0..payload_bytes).map(|i| (i % 251) as u8 + 1).collect(),
+            next_index: vec![1; groups.max(1)],
+            next_group: 0,
+        }
+    }
+
+    /// Fills `batch` (cleared first) with entries until its body reaches `body_bytes`.
+    pub fn fill(&mut self, batch: &mut WriteBatch, body_bytes: usize) {
+        batch.clear();
+        while batch.body_bytes() < body_bytes {
+            let slot = self.next_group;
+            let group = GroupId(slot as u64 + 1);
+            // A few consecutive entries per group, as a Raft leader's batch would have.
+            for _ in 0..8 {
+                if batch.body_bytes() >= body_bytes {
+                    break;
+                }
+                let index = LogIndex(self.next_index[slot]);
+                batch.add_entry(group, index, Term(1), &self.payload);
+                self.next_index[slot] += 1;
+            }
+            self.next_group = (self.next_group + 1) % self.next_index.len();
+        }
+    }
+}
