@@ -408,7 +408,11 @@ fn batches_the_decoder_refuses_are_errors_not_panics() {
 #[test]
 fn an_interrupted_first_open_does_not_block_the_directory() {
     let dir = tempfile::tempdir().unwrap();
+    // Interrupted while writing the marker.
     fs::write(dir.path().join("FLOTILLA_WAL.tmp"), "flotilla-w").unwrap();
+    Wal::open(dir.path(), small()).unwrap();
+    // Interrupted while creating the first segment (the marker is written before it).
+    fs::remove_file(dir.path().join("00000000000000000001.seg")).unwrap();
     fs::write(dir.path().join("00000000000000000001.seg.tmp"), "half").unwrap();
     let (mut wal, _) = Wal::open(dir.path(), small()).unwrap();
     append(&mut wal, 1, 1, 1, 8);
