@@ -95,7 +95,8 @@ impl WriteBatch {
             });
         }
         let run = self.run.as_mut().expect("a run was opened above");
-        run.next_index = run.next_index.next();
+        // Wrapping: an index of u64::MAX is refused when the batch is submitted.
+        run.next_index = LogIndex(run.next_index.0.wrapping_add(1));
         run.count += 1;
         self.body.reserve(ENTRY_HEADER_BYTES + payload.len());
         self.body.extend_from_slice(&len.to_le_bytes());

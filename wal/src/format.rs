@@ -467,3 +467,33 @@ pub(crate) mod encode {
         body.extend_from_slice(&group.0.to_le_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::WriteBatch;
+
+    /// The worked example of docs/FORMATS.md, byte for byte.
+    #[test]
+    fn the_worked_example_in_formats_md_is_exact() {
+        let mut batch = WriteBatch::new();
+        batch.add_entry(GroupId(1), LogIndex(1), Term(1), b"hi");
+        let body = batch.body();
+        let mut record =
+            vec![0u8; crate::usize_of(align_record((RECORD_HEADER_BYTES + body.len()) as u64))];
+        record[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + body.len()].copy_from_slice(body);
+        RecordHeader::encode_into(&mut record, Lsn(1), Lsn(0), body);
+        let expected: Vec<u8> = [
+            "46 4c 57 52 64 b4 d6 2b 23 00 00 00 00 00 00 00",
+            "01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00",
+            "01 01 00 00 00 00 00 00 00 01 00 00 00 00 00 00",
+            "00 01 00 00 00 00 00 00 00 01 00 00 00 02 00 00",
+            "00 68 69 00 00 00 00 00",
+        ]
+        .join(" ")
+        .split(' ')
+        .map(|hex| u8::from_str_radix(hex, 16).unwrap())
+        .collect();
+        assert_eq!(record, expected);
+    }
+}

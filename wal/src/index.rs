@@ -203,6 +203,12 @@ impl LogIndexMap {
             let (_, last, mark) = current.as_mut().expect("set above");
             match op {
                 Op::Entry { index, .. } => {
+                    if index.0 == u64::MAX {
+                        return Err(Invalid {
+                            group,
+                            reason: "entry index u64::MAX".to_string(),
+                        });
+                    }
                     if index != last.next() {
                         return Err(Invalid {
                             group,
@@ -228,6 +234,12 @@ impl LogIndexMap {
                     }
                 }
                 Op::Compact { through, .. } => {
+                    if through.0 == u64::MAX {
+                        return Err(Invalid {
+                            group,
+                            reason: "compaction through u64::MAX".to_string(),
+                        });
+                    }
                     if through > *mark {
                         *mark = through;
                         if *last < through {
@@ -405,7 +417,11 @@ impl LogIndexMap {
                         log.first_index = through.next();
                     }
                 }
-                log.compact_segment = Some(segment);
+                // A lower mark changes nothing and must not move the pin: the record of the
+                // higher mark is still the one recovery needs.
+                if through >= log.compacted_through {
+                    log.compact_segment = Some(segment);
+                }
             }
             Op::DropGroup { .. } => unreachable!("handled above"),
         }

@@ -98,6 +98,8 @@ struct BadPoint {
     claimed_len: Option<u64>,
     /// The record verified but broke an index rule part way: the index holds some of it.
     partially_applied: bool,
+    /// The record's crc matched (it was written whole): it cannot be a torn write.
+    verified: bool,
 }
 
 /// What scanning the segments found.
@@ -157,6 +159,7 @@ fn scan(segments: &[Segment], stop: Option<(usize, u64)>) -> Scan {
                             reason: "unwritten space in front of valid records".to_string(),
                             claimed_len: None,
                             partially_applied: false,
+                            verified: false,
                         });
                         return found;
                     }
@@ -166,6 +169,7 @@ fn scan(segments: &[Segment], stop: Option<(usize, u64)>) -> Scan {
                     reason,
                     claimed_len,
                     partially_applied,
+                    verified,
                 } => {
                     found.bad = Some(BadPoint {
                         slot,
@@ -173,6 +177,7 @@ fn scan(segments: &[Segment], stop: Option<(usize, u64)>) -> Scan {
                         reason,
                         claimed_len,
                         partially_applied,
+                        verified,
                     });
                     return found;
                 }
@@ -240,6 +245,7 @@ pub(crate) fn recover(dir: &Path, ids: &[SegmentId], repair: bool) -> Result<Rec
             last_lsn,
         );
         let torn = match later {
+            _ if bad.verified => false,
             None => true,
             Some(Later {
                 proves_durable: true,
@@ -305,6 +311,7 @@ enum Scanned {
         reason: String,
         claimed_len: Option<u64>,
         partially_applied: bool,
+        verified: bool,
     },
 }
 
@@ -324,14 +331,34 @@ fn scan_record(
                 reason: e.to_string(),
                 claimed_len: None,
                 partially_applied: false,
+                verified: false,
             };
         }
     };
     let claimed_len = Some(header.record_bytes());
+    let unverified = |reason: String| Scanned::Bad {
+        reason,
+        claimed_len,
+        partially_applied: false,
+        verified: false,
+    };
+    if header.record_bytes() > at.len() as u64 {
+        return unverified(format!(
+            "record of {} bytes runs past the end of the segment",
+            header.record_bytes()
+        ));
+    }
+    let body = match header.verify(at) {
+        Ok(body) => body,
+        Err(e) => return unverified(e.to_string()),
+    };
+    // From here on the record's crc matched: it was written whole, so whatever is wrong
+    // with it is not a torn write.
     let bad = |reason: String| Scanned::Bad {
         reason,
         claimed_len,
         partially_applied: false,
+        verified: true,
     };
     if last_lsn != Lsn(0) && header.lsn != last_lsn.next() {
         return bad(format!(
@@ -340,16 +367,6 @@ fn scan_record(
             last_lsn.next()
         ));
     }
-    if header.record_bytes() > at.len() as u64 {
-        return bad(format!(
-            "record of {} bytes runs past the end of the segment",
-            header.record_bytes()
-        ));
-    }
-    let body = match header.verify(at) {
-        Ok(body) => body,
-        Err(e) => return bad(e.to_string()),
-    };
     // Decode everything before applying anything, so a bad body leaves the index as it was.
     let mut entries = 0;
     for op in BodyReader::new(body) {
@@ -366,6 +383,7 @@ fn scan_record(
             reason: format!("group {}: {}", invalid.group, invalid.reason),
             claimed_len,
             partially_applied: true,
+            verified: true,
         };
     }
     Scanned::Record {

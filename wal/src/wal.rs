@@ -186,16 +186,19 @@ impl Wal {
         for segment in segments.values() {
             segment.file.sync_data().map_err(io(&segment.path))?;
         }
-        // Empty segments prepared ahead by an earlier run with another size would not
-        // hold a record of the size this run allows: they hold nothing, so remove them.
+        // Empty segments after the active one (prepared ahead by an earlier run) hold
+        // nothing; remove them, highest first, so that a crash midway leaves no gap in
+        // the ids, and so that the next segment is made with this run's size.
         let spares: Vec<SegmentId> = segments
             .range(SegmentId(active.0 + 1)..)
-            .filter(|(_, s)| s.size_bytes != options.segment_size_bytes)
             .map(|(id, _)| *id)
             .collect();
-        for id in spares.into_iter().rev() {
-            let segment = segments.remove(&id).expect("listed above");
+        for id in spares.iter().rev() {
+            let segment = segments.remove(id).expect("listed above");
             fs::remove_file(&segment.path).map_err(io(&segment.path))?;
+        }
+        if !spares.is_empty() {
+            segment::sync_dir(&dir).map_err(io(&dir))?;
         }
         let writer = UringWriter::new(report.last_lsn).map_err(OpenError::Uring)?;
         let wal = Wal {

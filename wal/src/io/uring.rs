@@ -244,6 +244,10 @@ impl UringWriter {
     }
 
     fn complete(&mut self, user_data: u64, result: i32) -> io::Result<()> {
+        // After a failure nothing more counts as written or durable: a drained sync that
+        // follows a failed write still succeeds, and a second sync after a failed one may
+        // too (the kernel reports a writeback error once).
+        let frozen = self.failure.is_some();
         if user_data & SYNC_BIT != 0 {
             let tag = Lsn(user_data & !SYNC_BIT);
             let expected = self.syncs.pop_front();
@@ -254,6 +258,9 @@ impl UringWriter {
             );
             if result < 0 {
                 return Err(self.fail(io::Error::from_raw_os_error(-result), "fdatasync"));
+            }
+            if frozen {
+                return Ok(());
             }
             // Each sync is drained: every write submitted before it completed first.
             assert!(
@@ -282,14 +289,17 @@ impl UringWriter {
         } else {
             Ok(())
         };
+        let outcome = outcome.map_err(|e| self.fail(e, "write"));
         while self.writes.front().is_some_and(|w| w.done) {
             let done = self.writes.pop_front().expect("front exists");
-            self.written = done.lsn;
+            if self.failure.is_none() {
+                self.written = done.lsn;
+            }
             if self.pool.len() < POOL_BUFFERS_MAX {
                 self.pool.push(done.buf);
             }
         }
-        outcome.map_err(|e| self.fail(e, "write"))
+        outcome
     }
 
     fn fail(&mut self, error: io::Error, what: &str) -> io::Error {
