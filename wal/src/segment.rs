@@ -182,11 +182,13 @@ impl Segment {
     }
 
     fn map(path: &Path, id: SegmentId, file: File, size_bytes: u64) -> Result<Segment, OpenError> {
-        // SAFETY: the map is read-only and the file is never truncated while a `Segment`
-        // exists: this process holds the log's lock file, writes only through `write_at`
+        // The map is read-only and the file is never truncated while a `Segment` exists:
+        // this process holds the log's (advisory) lock file, writes only through `write_at`
         // calls and io_uring writes inside the file's fixed length, and deletes a segment
         // only after dropping it. Bytes under an in-flight write are never read (see
-        // `Wal::payload`), so no read races a write of the same bytes.
+        // `Wal::payload`), so no read races a write of the same bytes. Another process
+        // truncating the file would still raise SIGBUS: the lock is advisory.
+        // SAFETY: the mapped file keeps its length while mapped (above).
         let map = unsafe { Mmap::map(&file) }.map_err(io_error(path))?;
         Ok(Segment {
             id,

@@ -176,9 +176,10 @@ impl UringWriter {
 
     /// Queues an entry; an error means it was not queued.
     fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
-        // SAFETY: every buffer a pushed entry points to is owned by `self.writes` until its
+        // Every buffer a pushed entry points to is owned by `self.writes` until its
         // completion is reaped in `complete`, and `Drop` waits for all completions before
         // the buffers are freed; syncs point to no memory.
+        // SAFETY: the entry's buffer outlives the kernel's use of it (above).
         let pushed = unsafe { self.ring.submission().push(entry) };
         if pushed.is_err() {
             // The queue is full only if submissions were not flushed; flush and retry once.
