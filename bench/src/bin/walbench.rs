@@ -54,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
 }
 
 /// One measured run.
+#[derive(Default)]
 struct Run {
     bytes: u64,
     entries: u64,
@@ -101,12 +102,7 @@ fn raw(dir: &Path, batch_bytes: usize, entry_bytes: usize, seconds: f64) -> anyh
     let buf = &mut storage[shift..shift + batch_bytes];
     buf.fill(7);
     let started = Instant::now();
-    let mut run = Run {
-        bytes: 0,
-        entries: 0,
-        syncs: 0,
-        elapsed: Duration::ZERO,
-    };
+    let mut run = Run::default();
     let mut offset = 0u64;
     while started.elapsed().as_secs_f64() < seconds {
         if offset + batch_bytes as u64 > file_len {
@@ -137,12 +133,7 @@ fn wal(
     let mut maker = BatchMaker::new(64, entry_bytes);
     let mut batch = WriteBatch::new();
     let started = Instant::now();
-    let mut run = Run {
-        bytes: 0,
-        entries: 0,
-        syncs: 0,
-        elapsed: Duration::ZERO,
-    };
+    let mut run = Run::default();
     // Building batches is the caller's work (the engine builds them from Raft's output);
     // it is timed apart and left out, as the raw baseline's buffers are ready-made too.
     let mut building = Duration::ZERO;
