@@ -28,6 +28,26 @@ pub(crate) struct EntryLoc {
     pub(crate) len: u32,
 }
 
+impl EntryLoc {
+    /// The location of an entry whose payload starts `payload_offset` bytes into a record
+    /// body at file offset `body_offset` of `segment`.
+    fn new(
+        term: Term,
+        segment: SegmentId,
+        body_offset: u64,
+        payload_offset: usize,
+        payload: &[u8],
+    ) -> EntryLoc {
+        let offset = body_offset + payload_offset as u64;
+        EntryLoc {
+            term,
+            segment,
+            offset: u32::try_from(offset).expect("segment offsets fit in u32"),
+            len: u32::try_from(payload.len()).expect("payload fits in a segment"),
+        }
+    }
+}
+
 /// What the log holds for one group.
 #[derive(Default)]
 pub(crate) struct GroupLog {
@@ -285,13 +305,13 @@ impl LogIndexMap {
                     self.append_run(run, &mut locs, mode)?;
                     run = Some((group, index));
                 }
-                let offset = body_offset + payload_offset as u64;
-                locs.push(EntryLoc {
+                locs.push(EntryLoc::new(
                     term,
                     segment,
-                    offset: u32::try_from(offset).expect("segment offsets fit in u32"),
-                    len: u32::try_from(payload.len()).expect("payload fits in a segment"),
-                });
+                    body_offset,
+                    payload_offset,
+                    payload,
+                ));
                 continue;
             }
             self.append_run(run.take(), &mut locs, mode)?;
@@ -344,12 +364,11 @@ impl LogIndexMap {
         mode: Mode,
     ) -> Result<(), Invalid> {
         let group = op_group(op);
-        if let Op::DropGroup { .. } = op {
-            self.groups.remove(&group);
-            return Ok(());
-        }
-        let log = self.groups.entry(group).or_default();
         match *op {
+            Op::DropGroup { .. } => {
+                self.groups.remove(&group);
+                return Ok(());
+            }
             Op::Entry {
                 index,
                 term,
@@ -357,30 +376,14 @@ impl LogIndexMap {
                 payload,
                 ..
             } => {
-                let expected = log.last_index().next();
-                if index != expected {
-                    if mode == Mode::Recover && log.entries.is_empty() && index > expected {
-                        // Earlier entries were compacted and collected; the mark is
-                        // rewritten later in the log or implied here.
-                        log.compacted_through = LogIndex(index.0 - 1);
-                    } else {
-                        return Err(Invalid {
-                            group,
-                            reason: format!("entry index {index}, expected {expected}"),
-                        });
-                    }
-                }
-                if log.entries.is_empty() {
-                    log.first_index = index;
-                }
-                let offset = body_offset + payload_offset as u64;
-                log.entries.push_back(EntryLoc {
-                    term,
-                    segment,
-                    offset: u32::try_from(offset).expect("segment offsets fit in u32"),
-                    len: u32::try_from(payload.len()).expect("payload fits in a segment"),
-                });
+                let loc = EntryLoc::new(term, segment, body_offset, payload_offset, payload);
+                return self.append_run(Some((group, index)), &mut vec![loc], mode);
             }
+            _ => {}
+        }
+        let log = self.groups.entry(group).or_default();
+        match *op {
+            Op::Entry { .. } => unreachable!("handled above"),
             Op::HardState { hard_state, .. } => {
                 log.hard_state = Some(hard_state);
                 log.hard_state_segment = Some(segment);
