@@ -288,69 +288,35 @@ impl LogIndexMap {
         body_offset: u64,
         mode: Mode,
     ) -> Result<(), Invalid> {
-        let mut run: Option<(GroupId, LogIndex)> = None;
-        let mut locs: Vec<EntryLoc> = Vec::new();
+        // The group of the previous entry and its log: consecutive entries of one group
+        // (an entries run) cost one lookup.
+        let mut current: Option<(GroupId, &mut GroupLog)> = None;
         for op in ops {
-            if let Op::Entry {
+            let Op::Entry {
                 group,
                 index,
                 term,
                 payload_offset,
                 payload,
             } = op
+            else {
+                current = None;
+                self.apply(&op, segment, body_offset, mode)?;
+                continue;
+            };
+            let loc = EntryLoc::new(term, segment, body_offset, payload_offset, payload);
+            if let Some((g, log)) = current.as_mut()
+                && *g == group
+                && log.last_index().next() == index
             {
-                let continues = run
-                    .is_some_and(|(g, first)| g == group && first.0 + locs.len() as u64 == index.0);
-                if !continues {
-                    self.append_run(run, &mut locs, mode)?;
-                    run = Some((group, index));
-                }
-                locs.push(EntryLoc::new(
-                    term,
-                    segment,
-                    body_offset,
-                    payload_offset,
-                    payload,
-                ));
+                log.entries.push_back(loc);
                 continue;
             }
-            self.append_run(run.take(), &mut locs, mode)?;
-            self.apply(&op, segment, body_offset, mode)?;
+            // The previous group's borrow ends here: `start_entry` borrows the map again.
+            let log = start_entry(&mut self.groups, group, index, mode)?;
+            log.entries.push_back(loc);
+            current = Some((group, log));
         }
-        self.append_run(run, &mut locs, mode)
-    }
-
-    /// Appends the entries in `locs` (cleared after) to the group of `run`, whose first
-    /// entry has the given index.
-    fn append_run(
-        &mut self,
-        run: Option<(GroupId, LogIndex)>,
-        locs: &mut Vec<EntryLoc>,
-        mode: Mode,
-    ) -> Result<(), Invalid> {
-        let Some((group, first)) = run else {
-            return Ok(());
-        };
-        let log = self.groups.entry(group).or_default();
-        let expected = log.last_index().next();
-        if first != expected {
-            if mode == Mode::Recover && log.entries.is_empty() && first > expected {
-                // Earlier entries were compacted and their segments collected; the mark
-                // is rewritten later in the log, or implied here.
-                log.compacted_through = LogIndex(first.0 - 1);
-            } else {
-                locs.clear();
-                return Err(Invalid {
-                    group,
-                    reason: format!("entry index {first}, expected {expected}"),
-                });
-            }
-        }
-        if log.entries.is_empty() {
-            log.first_index = first;
-        }
-        log.entries.extend(locs.drain(..));
-        log.check_invariants();
         Ok(())
     }
 
@@ -377,7 +343,10 @@ impl LogIndexMap {
                 ..
             } => {
                 let loc = EntryLoc::new(term, segment, body_offset, payload_offset, payload);
-                return self.append_run(Some((group, index)), &mut vec![loc], mode);
+                start_entry(&mut self.groups, group, index, mode)?
+                    .entries
+                    .push_back(loc);
+                return Ok(());
             }
             _ => {}
         }
@@ -456,6 +425,35 @@ impl LogIndexMap {
             (log.hard_state, log.compacted_through)
         })
     }
+}
+
+/// Checks that an entry at `index` may be appended to `group`'s log and returns the log,
+/// ready for the push.
+fn start_entry(
+    groups: &mut GroupMap<GroupLog>,
+    group: GroupId,
+    index: LogIndex,
+    mode: Mode,
+) -> Result<&mut GroupLog, Invalid> {
+    let log = groups.entry(group).or_default();
+    log.check_invariants();
+    let expected = log.last_index().next();
+    if index != expected {
+        if mode == Mode::Recover && log.entries.is_empty() && index > expected {
+            // Earlier entries were compacted and their segments collected; the mark is
+            // rewritten later in the log, or implied here.
+            log.compacted_through = LogIndex(index.0 - 1);
+        } else {
+            return Err(Invalid {
+                group,
+                reason: format!("entry index {index}, expected {expected}"),
+            });
+        }
+    }
+    if log.entries.is_empty() {
+        log.first_index = index;
+    }
+    Ok(log)
 }
 
 fn op_group(op: &Op<'_>) -> GroupId {

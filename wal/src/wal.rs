@@ -8,8 +8,10 @@
 //! - [`Wal::poll`] reaps completions without blocking and returns the durable lsn; a
 //!   caller with its own event loop calls it each iteration. [`Wal::wait_durable`] blocks
 //!   the thread instead, for plain threads and tools.
-//! - Syncs are grouped: one `fdatasync` covers every batch submitted while the previous
-//!   sync was in flight.
+//! - Durability advances only through `poll` or `wait_durable`: `poll` starts a sync when
+//!   none is in flight and every write completed, so one `fdatasync` covers every batch
+//!   submitted while the previous sync ran (group commit); `wait_durable` syncs on the
+//!   calling thread once nothing is in flight.
 //! - After any write or sync failure the log is stopped: every later call fails with
 //!   [`AppendError::Stopped`], and the only way on is to reopen (and so recover).
 //!
@@ -304,7 +306,7 @@ impl Wal {
     /// Reaps completed writes and syncs without blocking; returns the durable lsn.
     pub fn poll(&mut self) -> Result<Lsn, AppendError> {
         self.check_running()?;
-        if let Err(e) = self.writer.reap(false) {
+        if let Err(e) = self.writer.poll() {
             return Err(self.stop(e));
         }
         self.stats.syncs = self.writer.syncs_completed();
@@ -315,10 +317,8 @@ impl Wal {
     pub fn wait_durable(&mut self, lsn: Lsn) -> Result<(), AppendError> {
         self.check_running()?;
         let target = lsn.min(self.writer.submitted());
-        while self.writer.durable() < target {
-            if let Err(e) = self.writer.reap(true) {
-                return Err(self.stop(e));
-            }
+        if let Err(e) = self.writer.wait_durable(target) {
+            return Err(self.stop(e));
         }
         self.stats.syncs = self.writer.syncs_completed();
         Ok(())
@@ -527,7 +527,7 @@ impl Wal {
     /// the kernel starts no write to the new segment before the old one is durable.
     fn rotate(&mut self) -> Result<(), AppendError> {
         let old_fd = self.active_segment().file.as_raw_fd();
-        if let Err(e) = self.writer.sync(old_fd) {
+        if let Err(e) = self.writer.sync_segment_end(old_fd) {
             return Err(self.stop(e));
         }
         let next = SegmentId(self.active.0 + 1);

@@ -13,7 +13,8 @@
 //! verified-and-indexed bytes is reported.
 //!
 //! Usage: `cargo run --release -p flotilla-bench --bin walbench -- [--seconds S]
-//! [--dir DIR] [--recovery-mib N] [--only-recovery]`. Prints a markdown table.
+//! [--dir DIR] [--recovery-mib N] [--only-recovery] [--entry BYTES] [--batch BYTES]`.
+//! Prints a markdown table.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -30,6 +31,10 @@ struct Args {
     dir: Option<PathBuf>,
     recovery_mib: u64,
     only_recovery: bool,
+    /// Only this entry size, when given.
+    entry: Option<usize>,
+    /// Only this batch size, when given.
+    batch: Option<usize>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -38,6 +43,8 @@ fn parse_args() -> anyhow::Result<Args> {
         dir: None,
         recovery_mib: 1024,
         only_recovery: false,
+        entry: None,
+        batch: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,6 +54,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
             "--recovery-mib" => args.recovery_mib = value()?.parse().context("--recovery-mib")?,
             "--only-recovery" => args.only_recovery = true,
+            "--entry" => args.entry = Some(value()?.parse().context("--entry")?),
+            "--batch" => args.batch = Some(value()?.parse().context("--batch")?),
             other => bail!("unknown flag {other} (see the module docs of walbench.rs)"),
         }
     }
@@ -234,6 +243,11 @@ fn main() -> anyhow::Result<()> {
         println!("|---|---|---|---|---|---|---|---|---|---|");
         for entry_bytes in [16usize, 256, 4096] {
             for batch_bytes in [4usize << 10, 64 << 10, 1 << 20] {
+                if args.entry.is_some_and(|e| e != entry_bytes)
+                    || args.batch.is_some_and(|b| b != batch_bytes)
+                {
+                    continue;
+                }
                 let raw = raw(&dir, batch_bytes, entry_bytes, args.seconds)?;
                 let wal_run = wal(&dir, batch_bytes, entry_bytes, args.seconds, false)?;
                 let piped = wal(&dir, batch_bytes, entry_bytes, args.seconds, true)?;

@@ -3,14 +3,20 @@
 //!
 //! The writer owns one ring and the buffers lent to it. A buffer belongs to the kernel
 //! from the moment its write is pushed until its completion is reaped; only then does it
-//! return to the pool. Syncs are `fdatasync` operations flagged `IO_DRAIN`: the kernel
-//! starts one only after every earlier operation completed, and starts nothing later
-//! until it completed. So when a sync tagged `L` completes, every record up to `L` is
-//! durable, and sync completions arrive in submission order.
+//! return to the pool.
 //!
-//! Group commit: a sync is pushed right after a write when no sync is in flight;
-//! otherwise the writer remembers that one is wanted and pushes a single sync for all the
-//! records written meanwhile when the current one completes.
+//! Syncs are `fdatasync` operations tagged with the lsn they make durable. A group-commit
+//! sync is pushed by [`UringWriter::poll`] only when no sync is in flight and every write
+//! submitted so far has completed, so it covers exactly the records up to its tag; writes
+//! submitted while it runs proceed at once (no `IO_DRAIN`, which would defer them to the
+//! kernel's worker threads). The sync that ends a segment is flagged `IO_DRAIN`: it starts
+//! after every earlier operation and holds back the writes to the next segment until it
+//! completed. Either way at most one group-commit sync is in flight and a drained one
+//! waits for it, so sync completions arrive in submission order and durability is a
+//! prefix of lsns.
+//!
+//! A caller that blocks in [`UringWriter::wait_durable`] syncs on its own thread once
+//! nothing is in flight: handing the sync to a worker would only add two wakeups.
 //!
 //! **Boundary:** the writer knows files only as descriptors and offsets; which segment a
 //! record goes to is the log's business. All `unsafe` of the crate's write path is here.
@@ -54,8 +60,8 @@ pub(crate) struct UringWriter {
     submitted: Lsn,
     written: Lsn,
     durable: Lsn,
-    /// The descriptor a sync is owed for, once the one in flight completes.
-    sync_wanted: Option<RawFd>,
+    /// Descriptors written to since the last sync pushed for them.
+    unsynced: Vec<RawFd>,
     syncs_completed: u64,
     failure: Option<String>,
 }
@@ -72,7 +78,7 @@ impl UringWriter {
             submitted: durable,
             written: durable,
             durable,
-            sync_wanted: None,
+            unsynced: Vec::new(),
             syncs_completed: 0,
             failure: None,
         })
@@ -147,30 +153,30 @@ impl UringWriter {
         self.submit()
             .map_err(|e| self.fail(e, "write submission"))?;
         self.submitted = lsn;
-        if self.syncs.is_empty() {
-            self.sync(fd)?;
-        } else {
-            self.sync_wanted = Some(fd);
+        if !self.unsynced.contains(&fd) {
+            self.unsynced.push(fd);
         }
         Ok(())
     }
 
-    /// Pushes a sync of `fd` covering everything submitted so far, whatever is in flight.
-    /// The log calls this before it moves to a new segment, so that a segment is durable
-    /// before anything is written to the next one.
-    pub(crate) fn sync(&mut self, fd: RawFd) -> io::Result<()> {
+    /// Pushes a drained sync of `fd` covering everything submitted so far, whatever is in
+    /// flight. The log calls this before it moves to a new segment, so that a segment is
+    /// durable before anything is written to the next one.
+    pub(crate) fn sync_segment_end(&mut self, fd: RawFd) -> io::Result<()> {
+        self.push_sync(fd, squeue::Flags::IO_DRAIN)
+    }
+
+    fn push_sync(&mut self, fd: RawFd, flags: squeue::Flags) -> io::Result<()> {
         let entry = opcode::Fsync::new(types::Fd(fd))
             .flags(types::FsyncFlags::DATASYNC)
             .build()
-            .flags(squeue::Flags::IO_DRAIN)
+            .flags(flags)
             .user_data(SYNC_BIT | self.submitted.0);
         self.push(&entry)
             .map_err(|e| self.fail(e, "sync submission"))?;
         self.syncs.push_back(self.submitted);
         self.submit().map_err(|e| self.fail(e, "sync submission"))?;
-        if self.sync_wanted.is_some_and(|wanted| wanted == fd) {
-            self.sync_wanted = None;
-        }
+        self.unsynced.retain(|unsynced| *unsynced != fd);
         Ok(())
     }
 
@@ -209,9 +215,51 @@ impl UringWriter {
         }
     }
 
+    /// Reaps completions without blocking and, when no sync is in flight and every write
+    /// completed, pushes one sync covering every record written since the last (group
+    /// commit).
+    pub(crate) fn poll(&mut self) -> io::Result<()> {
+        self.reap(false)?;
+        if self.syncs.is_empty() && self.writes.is_empty() && self.failure.is_none() {
+            for fd in std::mem::take(&mut self.unsynced) {
+                // Not drained: every write it must cover already completed.
+                self.push_sync(fd, squeue::Flags::empty())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocks until `target` is durable. A caller that blocks anyway gains nothing from
+    /// handing the sync to the kernel's workers (two thread wakeups per sync), so once
+    /// nothing is in flight the remaining records are synced on this thread.
+    pub(crate) fn wait_durable(&mut self, target: Lsn) -> io::Result<()> {
+        while self.durable < target {
+            if let Some(failure) = &self.failure {
+                return Err(io::Error::other(failure.clone()));
+            }
+            if !self.writes.is_empty() || !self.syncs.is_empty() {
+                self.reap(true)?;
+                continue;
+            }
+            // Every write completed, and every record not covered by a completed sync was
+            // written to one of `unsynced`.
+            for fd in std::mem::take(&mut self.unsynced) {
+                // SAFETY: `fd` belongs to a segment file the log keeps open while the
+                // writer lives (the writer is dropped first); fdatasync touches no memory.
+                let synced = unsafe { libc::fdatasync(fd) };
+                if synced != 0 {
+                    return Err(self.fail(io::Error::last_os_error(), "fdatasync"));
+                }
+            }
+            self.durable = self.submitted;
+            self.syncs_completed += 1;
+        }
+        Ok(())
+    }
+
     /// Reaps completions (waiting for at least one when `wait` and something is in
-    /// flight), advances the written and durable positions, and pushes a wanted sync.
-    pub(crate) fn reap(&mut self, wait: bool) -> io::Result<()> {
+    /// flight) and advances the written and durable positions.
+    fn reap(&mut self, wait: bool) -> io::Result<()> {
         if wait && (!self.writes.is_empty() || !self.syncs.is_empty()) {
             loop {
                 match self.ring.submit_and_wait(1) {
@@ -235,12 +283,6 @@ impl UringWriter {
         if let Some(e) = first_error {
             return Err(e);
         }
-        if self.syncs.is_empty()
-            && self.submitted > self.durable
-            && let Some(fd) = self.sync_wanted.take()
-        {
-            self.sync(fd)?;
-        }
         Ok(())
     }
 
@@ -263,7 +305,8 @@ impl UringWriter {
             if frozen {
                 return Ok(());
             }
-            // Each sync is drained: every write submitted before it completed first.
+            // A group-commit sync is pushed after every earlier write completed, a
+            // segment-end sync is drained: either way its writes completed first.
             assert!(
                 self.written >= tag,
                 "a drained sync completed before its writes"
@@ -330,8 +373,9 @@ impl UringWriter {
         })
     }
 
-    /// Waits until nothing is in flight.
+    /// Waits until everything submitted is durable and nothing is in flight.
     pub(crate) fn drain(&mut self) -> io::Result<()> {
+        self.wait_durable(self.submitted)?;
         while !self.writes.is_empty() || !self.syncs.is_empty() {
             self.reap(true)?;
         }
