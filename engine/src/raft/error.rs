@@ -1,0 +1,92 @@
+//! The errors a group returns as values: refused proposals, reads and transfers, and
+//! messages it will not take. None of them is a bug; bugs are assertions.
+
+use crate::raft::types::NodeId;
+
+/// Why a proposal was refused. Nothing was appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This replica is not the leader; `leader` is the one it knows of, if any.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The current leader, when known.
+        leader: Option<NodeId>,
+    },
+    /// The payload is larger than `Config::proposal_bytes_max`.
+    #[error("proposal of {size_bytes} bytes is larger than the maximum of {max_bytes}")]
+    ProposalTooLarge {
+        /// The proposal's size.
+        size_bytes: usize,
+        /// The configured maximum.
+        max_bytes: usize,
+    },
+    /// Leadership is being handed to another node; retry there shortly.
+    #[error("leadership transfer to {to} in progress")]
+    TransferInProgress {
+        /// The transfer's target.
+        to: NodeId,
+    },
+    /// The group is being stopped.
+    #[error("group is stopping")]
+    GroupStopping,
+}
+
+/// Why a read was refused or dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// This replica is not (or no longer) the leader.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The current leader, when known.
+        leader: Option<NodeId>,
+    },
+    /// A lease read was asked for but `Config::check_quorum` is off, so no lease exists.
+    #[error("lease reads need check_quorum")]
+    LeaseUnavailable,
+    /// The group is being stopped.
+    #[error("group is stopping")]
+    GroupStopping,
+}
+
+/// Why a leadership transfer was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// Only the leader can transfer leadership.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The current leader, when known.
+        leader: Option<NodeId>,
+    },
+    /// The target is not a voter of this group.
+    #[error("{0} is not a voter of this group")]
+    NotAVoter(NodeId),
+    /// The group is being stopped.
+    #[error("group is stopping")]
+    GroupStopping,
+}
+
+/// Why `RaftGroup::step` did not take a message. Stale messages (an old term, a duplicate, a
+/// late response) are not errors: Raft ignores or answers them, and `step` returns `Ok`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The message is addressed to another node.
+    #[error("message for {to} delivered to {this}")]
+    WrongDestination {
+        /// The addressee.
+        to: NodeId,
+        /// This node.
+        this: NodeId,
+    },
+    /// The sender is not a member of this group (or is this node itself).
+    #[error("message from {0}, which is not a peer in this group")]
+    UnknownPeer(NodeId),
+    /// The message contradicts itself or the protocol (entries not contiguous, an entry
+    /// term above the message term, a second leader in one term).
+    #[error("malformed {message}: {reason}")]
+    Malformed {
+        /// The message kind.
+        message: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}

@@ -1,0 +1,327 @@
+//! The Raft log of one replica, in memory: entries, and how far they are committed,
+//! durable, handed out for persistence and for apply.
+//!
+//! The log never touches storage. The driver persists what `RaftGroup::poll_ready` hands out
+//! and reports back; restart rebuilds the log from what the driver had persisted.
+//!
+//! # Invariants
+//! - Entries are contiguous from `first_index` to `last_index`, with non-decreasing terms.
+//! - `applied <= applying <= committed`, and `applying <= persisted` (only durable entries
+//!   are applied).
+//! - `persisted <= last_index` and `unstable_from <= last_index + 1`; every entry below
+//!   `unstable_from` was handed to the driver.
+//! - `committed <= last_index`; a committed entry is never truncated.
+
+use std::collections::VecDeque;
+
+use crate::raft::types::{Entry, LogIndex, Term};
+
+/// One replica's log and its watermarks.
+#[derive(Debug)]
+pub(crate) struct RaftLog {
+    /// `entries[k]` has index `first_index + k`.
+    entries: VecDeque<Entry>,
+    /// The index of `entries[0]` (1 until compaction exists).
+    first_index: LogIndex,
+    /// The highest index known committed.
+    pub(crate) committed: LogIndex,
+    /// The highest index known durable on this replica (and matching what was handed out).
+    pub(crate) persisted: LogIndex,
+    /// The first index not yet handed to the driver for persistence.
+    pub(crate) unstable_from: LogIndex,
+    /// The highest index handed to the driver for apply.
+    pub(crate) applying: LogIndex,
+    /// The highest index the driver reported applied.
+    pub(crate) applied: LogIndex,
+}
+
+impl RaftLog {
+    /// A log holding `entries` (contiguous from index 1), all of them already durable, with
+    /// `committed` and `applied` as recovered.
+    pub(crate) fn restore(entries: Vec<Entry>, committed: LogIndex, applied: LogIndex) -> RaftLog {
+        let entries = VecDeque::from(entries);
+        for (slot, entry) in entries.iter().enumerate() {
+            assert_eq!(
+                entry.index.0,
+                slot as u64 + 1,
+                "restored entries not contiguous from 1"
+            );
+        }
+        let last_index = LogIndex(entries.len() as u64);
+        let committed = committed.min(last_index);
+        let applied = applied.min(committed);
+        let log = RaftLog {
+            entries,
+            first_index: LogIndex(1),
+            committed,
+            persisted: last_index,
+            unstable_from: last_index.next(),
+            applying: applied,
+            applied,
+        };
+        log.check_invariants();
+        log
+    }
+
+    /// The index of the last entry (0 when empty).
+    pub(crate) fn last_index(&self) -> LogIndex {
+        LogIndex(self.first_index.0 + self.entries.len() as u64 - 1)
+    }
+
+    /// The term of the last entry (0 when empty).
+    pub(crate) fn last_term(&self) -> Term {
+        self.entries.back().map_or(Term(0), |entry| entry.term)
+    }
+
+    /// The term of the entry at `index`: `Some(Term(0))` for index 0, `None` past the end.
+    pub(crate) fn term(&self, index: LogIndex) -> Option<Term> {
+        if index.0 == 0 {
+            return Some(Term(0));
+        }
+        self.entry(index).map(|entry| entry.term)
+    }
+
+    /// The entry at `index`, if held.
+    pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        let slot = index.0.checked_sub(self.first_index.0)?;
+        self.entries.get(usize::try_from(slot).ok()?)
+    }
+
+    /// Entries from `from` on, at most `count_max` of them and about `bytes_max` bytes (at
+    /// least one if any exists).
+    pub(crate) fn entries_from(
+        &self,
+        from: LogIndex,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> (Vec<Entry>, usize) {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let Some(slot) = from.0.checked_sub(self.first_index.0) else {
+            return (out, bytes);
+        };
+        let Ok(slot) = usize::try_from(slot) else {
+            return (out, bytes);
+        };
+        for entry in self.entries.range(slot.min(self.entries.len())..) {
+            let size = entry.size_bytes();
+            if out.len() >= count_max || (!out.is_empty() && bytes + size > bytes_max) {
+                break;
+            }
+            bytes += size;
+            out.push(entry.clone());
+        }
+        (out, bytes)
+    }
+
+    /// Log Matching, Figure 2 "up-to-date" rule (§5.4.1): a candidate's log is at least as
+    /// up-to-date as ours if its last term is higher, or equal with an index at least ours.
+    pub(crate) fn is_up_to_date(&self, last_index: LogIndex, last_term: Term) -> bool {
+        last_term > self.last_term()
+            || (last_term == self.last_term() && last_index >= self.last_index())
+    }
+
+    /// The first index holding `term`, searching back from `from` (for conflict hints).
+    pub(crate) fn first_index_of_term(&self, term: Term, from: LogIndex) -> LogIndex {
+        let mut index = from;
+        while index > self.first_index && self.term(index.prev()) == Some(term) {
+            index = index.prev();
+        }
+        index
+    }
+
+    /// The last index holding `term`, if the log has any entry of that term at or below
+    /// `at_most`.
+    pub(crate) fn last_index_of_term(&self, term: Term, at_most: LogIndex) -> Option<LogIndex> {
+        // Terms never decrease along the log, so binary search for the last entry <= term.
+        let limit = at_most.min(self.last_index());
+        if limit < self.first_index {
+            return None;
+        }
+        let (mut low, mut high) = (self.first_index.0, limit.0);
+        if self.term(LogIndex(low))? > term {
+            return None;
+        }
+        while low < high {
+            let middle = low + (high - low).div_ceil(2);
+            if self.term(LogIndex(middle))? <= term {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        (self.term(LogIndex(low))? == term).then_some(LogIndex(low))
+    }
+
+    /// A leader appends a new entry of its own.
+    pub(crate) fn append(&mut self, entry: Entry) {
+        assert_eq!(
+            entry.index,
+            self.last_index().next(),
+            "leader append not contiguous"
+        );
+        assert!(
+            entry.term >= self.last_term(),
+            "leader append with a lower term"
+        );
+        self.entries.push_back(entry);
+    }
+
+    /// Figure 2, AppendEntries receiver rules 2–4: if the log has no entry at `prev_index`
+    /// with `prev_term`, returns `None`. Otherwise deletes an existing entry that conflicts
+    /// with a new one (same index, different term) and everything after it, appends the new
+    /// entries not already in the log, and returns the index of the last new entry.
+    pub(crate) fn maybe_append(
+        &mut self,
+        prev_index: LogIndex,
+        prev_term: Term,
+        entries: &[Entry],
+    ) -> Option<LogIndex> {
+        if self.term(prev_index) != Some(prev_term) {
+            return None;
+        }
+        let last_new = LogIndex(prev_index.0 + entries.len() as u64);
+        let conflict = entries
+            .iter()
+            .position(|entry| self.term(entry.index) != Some(entry.term));
+        if let Some(position) = conflict {
+            let from = entries[position].index;
+            if from <= self.last_index() {
+                self.truncate_from(from);
+            }
+            for entry in &entries[position..] {
+                self.entries.push_back(entry.clone());
+            }
+        }
+        Some(last_new)
+    }
+
+    /// Removes `from` and every entry after it (a conflict with the leader's log).
+    fn truncate_from(&mut self, from: LogIndex) {
+        // Leader Completeness + State Machine Safety: a committed entry is never overwritten;
+        // a leader whose log conflicts with our committed prefix cannot exist.
+        assert!(
+            from > self.committed,
+            "truncating committed entry {from} (commit {})",
+            self.committed
+        );
+        assert!(
+            from > self.applying,
+            "truncating an entry handed out for apply"
+        );
+        let keep = usize::try_from(from.0 - self.first_index.0).expect("in-memory log length");
+        self.entries.truncate(keep);
+        self.persisted = self.persisted.min(from.prev());
+        self.unstable_from = self.unstable_from.min(from);
+    }
+
+    /// Raises the commit index to `index` (never lowers it).
+    pub(crate) fn commit_to(&mut self, index: LogIndex) -> bool {
+        if index <= self.committed {
+            return false;
+        }
+        assert!(
+            index <= self.last_index(),
+            "commit {index} beyond last index {}",
+            self.last_index()
+        );
+        self.committed = index;
+        true
+    }
+
+    /// The entries not yet handed out for persistence; marks them handed out.
+    pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
+        let (entries, _) = self.entries_from(self.unstable_from, usize::MAX, usize::MAX);
+        self.unstable_from = self.last_index().next();
+        entries
+    }
+
+    /// The driver persisted everything handed out up to an entry (`index`, `term`): it is
+    /// durable if the log still holds that very entry (a later conflict may have replaced it,
+    /// in which case a later `Ready` carries the replacement).
+    pub(crate) fn on_persisted(&mut self, index: LogIndex, term: Term) -> bool {
+        if index > self.persisted && index < self.unstable_from && self.term(index) == Some(term) {
+            self.persisted = index;
+            return true;
+        }
+        false
+    }
+
+    /// Committed, durable entries not yet handed out for apply (at most `count_max`); marks
+    /// them handed out.
+    pub(crate) fn take_committed(&mut self, count_max: usize) -> Vec<Entry> {
+        let upto = self.committed.min(self.persisted);
+        if upto <= self.applying {
+            return Vec::new();
+        }
+        let (entries, _) = self.entries_from(self.applying.next(), count_max, usize::MAX);
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .take_while(|entry| entry.index <= upto)
+            .collect();
+        if let Some(last) = entries.last() {
+            self.applying = last.index;
+        }
+        entries
+    }
+
+    /// Whether committed, durable entries wait to be handed out for apply.
+    pub(crate) fn has_committed_to_apply(&self) -> bool {
+        self.committed.min(self.persisted) > self.applying
+    }
+
+    /// Asserts the invariants in this module's docs; O(n) checks only under `strict`.
+    pub(crate) fn check_invariants(&self) {
+        let last_index = self.last_index();
+        assert!(
+            self.applied <= self.applying,
+            "applied {} > applying {}",
+            self.applied,
+            self.applying
+        );
+        assert!(
+            self.applying <= self.committed,
+            "applying {} > committed {}",
+            self.applying,
+            self.committed
+        );
+        assert!(
+            self.applying <= self.persisted,
+            "applying {} > persisted {}",
+            self.applying,
+            self.persisted
+        );
+        assert!(
+            self.persisted <= last_index,
+            "persisted {} > last {}",
+            self.persisted,
+            last_index
+        );
+        assert!(
+            self.committed <= last_index,
+            "committed {} > last {}",
+            self.committed,
+            last_index
+        );
+        assert!(
+            self.unstable_from <= last_index.next(),
+            "unstable_from beyond the log"
+        );
+        if cfg!(any(feature = "strict", debug_assertions)) {
+            let mut previous_term = Term(0);
+            for (slot, entry) in self.entries.iter().enumerate() {
+                assert_eq!(
+                    entry.index.0,
+                    self.first_index.0 + slot as u64,
+                    "log not contiguous"
+                );
+                assert!(
+                    entry.term >= previous_term,
+                    "log terms decrease at {}",
+                    entry.index
+                );
+                previous_term = entry.term;
+            }
+        }
+    }
+}

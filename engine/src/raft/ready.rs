@@ -1,0 +1,101 @@
+//! What a group hands its driver: the `Ready`, and the read results inside it.
+
+use crate::raft::error::ReadError;
+use crate::raft::message::Message;
+use crate::raft::types::{Entry, HardState, LogIndex};
+
+/// Numbers `Ready`s of one group in the order they were handed out, so that the driver can
+/// acknowledge persistence with [`crate::raft::RaftGroup::on_persisted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ReadyId(pub u64);
+
+/// Everything the driver must do for a group, in this order (see the `raft` module docs for
+/// the full contract):
+/// 1. send `messages` now;
+/// 2. persist `hard_state` (if any) and `entries` (truncating its copy of the log from
+///    `entries[0].index` first, if it holds that index already), then call `on_persisted(id)`
+///    and only then send `persisted_messages`;
+/// 3. apply `committed_entries` in order, call `on_applied`, then answer `read_states`.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// This Ready's number.
+    pub id: ReadyId,
+    /// The hard state to persist, when it changed since the last `Ready`.
+    pub hard_state: Option<HardState>,
+    /// Entries to persist, contiguous; an entry replaces any held at its index and after.
+    pub entries: Vec<Entry>,
+    /// Messages that may be sent at once (a leader's AppendEntries and heartbeats).
+    pub messages: Vec<Message>,
+    /// Messages that may only be sent once this `Ready` is durable (votes, responses that
+    /// acknowledge entries, anything sent while the term or vote is not yet durable).
+    pub persisted_messages: Vec<Message>,
+    /// Committed, durable entries to apply, in index order.
+    pub committed_entries: Vec<Entry>,
+    /// Reads confirmed or refused. A confirmed read's index is applied once this Ready's
+    /// `committed_entries` are.
+    pub read_states: Vec<ReadState>,
+}
+
+impl Ready {
+    /// Whether the driver must persist anything before `persisted_messages` may go.
+    #[must_use]
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || !self.entries.is_empty()
+    }
+}
+
+/// The answer to one `read_index` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    /// The caller's context, as passed to `read_index`.
+    pub ctx: u64,
+    /// On success the read index: the state machine, having applied through it, may answer
+    /// the read. On failure, why the read must be retried (elsewhere).
+    pub result: Result<LogIndex, ReadError>,
+}
+
+/// How a read is confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// ReadIndex (thesis §6.4): a heartbeat round acknowledged by a majority after the read
+    /// arrived confirms leadership. Costs one round trip, assumes nothing about clocks.
+    ReadIndex,
+    /// Lease read (thesis §6.4.1): served at once while a majority acknowledged a heartbeat
+    /// round within `Config::lease_ticks`; relies on bounded clock drift. Falls back to
+    /// ReadIndex when the lease has lapsed.
+    Lease,
+}
+
+/// The role of a replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asking whether it could win an election (pre-vote), without raising its term.
+    PreCandidate,
+    /// Asking for votes in a new term.
+    Candidate,
+    /// Leads its term.
+    Leader,
+}
+
+/// A snapshot of a replica's state for status reports and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The replica's node.
+    pub id: crate::raft::types::NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: crate::raft::types::Term,
+    /// The leader it knows of.
+    pub leader: Option<crate::raft::types::NodeId>,
+    /// Its commit index.
+    pub commit: LogIndex,
+    /// The highest index the driver reported applied.
+    pub applied: LogIndex,
+    /// Its last log index.
+    pub last_index: LogIndex,
+    /// Its highest durable index.
+    pub persisted: LogIndex,
+}

@@ -1,0 +1,300 @@
+//! A tiny synchronous network for the core's unit tests: replicas in a map, messages in a
+//! queue, links that can be cut, instant persistence kept per node so a node can be
+//! restarted from exactly what it made durable.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use crate::raft::{
+    Config, Entry, HardState, Message, NodeId, Proposed, RaftGroup, RestoredState, Role,
+};
+
+/// Decides which messages the network drops.
+pub(crate) type DropFilter = Box<dyn Fn(&Message) -> bool>;
+
+/// What one node made durable.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Disk {
+    pub(crate) hard_state: HardState,
+    pub(crate) entries: Vec<Entry>,
+}
+
+pub(crate) struct Network {
+    pub(crate) nodes: BTreeMap<NodeId, RaftGroup>,
+    pub(crate) disks: BTreeMap<NodeId, Disk>,
+    pub(crate) applied: BTreeMap<NodeId, Vec<Entry>>,
+    pub(crate) queue: VecDeque<Message>,
+    /// Directed links that drop everything.
+    pub(crate) cut: BTreeSet<(NodeId, NodeId)>,
+    /// Every message that was delivered, for assertions on traffic.
+    pub(crate) delivered: Vec<Message>,
+    /// Messages for which this returns true are dropped.
+    pub(crate) drop_if: Option<DropFilter>,
+    configure: fn(&mut Config),
+}
+
+pub(crate) fn ids(count: u64) -> Vec<NodeId> {
+    (1..=count).map(NodeId).collect()
+}
+
+pub(crate) fn config(id: NodeId) -> Config {
+    let mut cfg = Config::new(id, id.0 * 7919);
+    cfg.election_timeout_ticks = 10;
+    cfg.heartbeat_interval_ticks = 2;
+    cfg.lease_ticks = 5;
+    cfg
+}
+
+impl Network {
+    pub(crate) fn new(count: u64) -> Network {
+        Network::with_config(count, |_| {})
+    }
+
+    pub(crate) fn with_config(count: u64, configure: fn(&mut Config)) -> Network {
+        let voters = ids(count);
+        let mut network = Network {
+            nodes: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            delivered: Vec::new(),
+            drop_if: None,
+            configure,
+        };
+        for &id in &voters {
+            network.disks.insert(id, Disk::default());
+        }
+        for &id in &voters {
+            network.restart(id);
+        }
+        network
+    }
+
+    /// A network whose node `k+1` starts with a durable log of the terms `logs[k]` (payload:
+    /// the index as text) and the hard state term `term`.
+    pub(crate) fn with_logs(logs: &[&[u64]], term: u64, configure: fn(&mut Config)) -> Network {
+        let mut network = Network::with_config(logs.len() as u64, configure);
+        for (slot, terms) in logs.iter().enumerate() {
+            let id = NodeId(slot as u64 + 1);
+            let entries = terms
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| Entry {
+                    index: crate::raft::LogIndex(k as u64 + 1),
+                    term: crate::raft::Term(t),
+                    kind: crate::raft::EntryKind::Normal,
+                    data: Bytes::from(format!("{}", k + 1)),
+                })
+                .collect();
+            let hard_state = HardState {
+                term: crate::raft::Term(term),
+                vote: None,
+                commit: crate::raft::LogIndex(0),
+            };
+            network.disks.insert(
+                id,
+                Disk {
+                    hard_state,
+                    entries,
+                },
+            );
+            network.restart(id);
+            // A test cluster built from prepared logs promised no lease to anyone.
+            network.node(id.0).restart_guard_until = 0;
+        }
+        network
+    }
+
+    /// The terms of `id`'s log, from index 1.
+    pub(crate) fn log_terms(&self, id: u64) -> Vec<u64> {
+        let node = &self.nodes[&NodeId(id)];
+        (1..=node.status().last_index.0)
+            .map(|i| node.entry_term(crate::raft::LogIndex(i)).expect("held").0)
+            .collect()
+    }
+
+    /// (Re)creates `id` from its disk; its state machine restarts empty.
+    pub(crate) fn restart(&mut self, id: NodeId) {
+        let voters = ids(self.disks.len() as u64);
+        let mut cfg = config(id);
+        (self.configure)(&mut cfg);
+        let disk = self.disks[&id].clone();
+        let restored = RestoredState {
+            hard_state: disk.hard_state,
+            entries: disk.entries,
+            applied: crate::raft::LogIndex(0),
+        };
+        self.nodes.insert(
+            id,
+            RaftGroup::new(cfg, &voters, restored).expect("valid test config"),
+        );
+        self.applied.insert(id, Vec::new());
+    }
+
+    pub(crate) fn node(&mut self, id: u64) -> &mut RaftGroup {
+        self.nodes.get_mut(&NodeId(id)).expect("node exists")
+    }
+
+    /// Handles every Ready of `id`: persist at once, queue messages, apply.
+    pub(crate) fn drive(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        while let Some(ready) = node.poll_ready() {
+            self.queue.extend(ready.messages);
+            let disk = self.disks.get_mut(&id).expect("disk exists");
+            if let Some(hard_state) = ready.hard_state {
+                disk.hard_state = hard_state;
+            }
+            if let Some(first) = ready.entries.first() {
+                let keep = usize::try_from(first.index.0 - 1).expect("small test logs");
+                disk.entries.truncate(keep);
+                disk.entries.extend(ready.entries.iter().cloned());
+            }
+            node.on_persisted(ready.id);
+            self.queue.extend(ready.persisted_messages);
+            if let Some(last) = ready.committed_entries.last() {
+                let last_index = last.index;
+                self.applied
+                    .get_mut(&id)
+                    .expect("applied exists")
+                    .extend(ready.committed_entries);
+                node.on_applied(last_index);
+            }
+        }
+    }
+
+    pub(crate) fn drive_all(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.drive(id);
+        }
+    }
+
+    /// Delivers messages (and the replies they cause) until the network is quiet.
+    pub(crate) fn settle(&mut self) {
+        for _ in 0..100_000 {
+            self.drive_all();
+            let Some(message) = self.queue.pop_front() else {
+                return;
+            };
+            let dropped = self
+                .drop_if
+                .as_ref()
+                .is_some_and(|drop_if| drop_if(&message));
+            if dropped
+                || self.cut.contains(&(message.from, message.to))
+                || !self.nodes.contains_key(&message.to)
+            {
+                continue;
+            }
+            self.delivered.push(message.clone());
+            let to = message.to;
+            self.nodes
+                .get_mut(&to)
+                .expect("checked")
+                .step(message)
+                .expect("well-formed message in tests");
+        }
+        panic!("network did not settle");
+    }
+
+    /// Settles, recording the last read state node `id` released.
+    pub(crate) fn settle_collecting_reads(
+        &mut self,
+        id: u64,
+        answered: &mut Option<(u64, Result<crate::raft::LogIndex, crate::raft::ReadError>)>,
+    ) {
+        for _ in 0..1000 {
+            let node = self.nodes.get_mut(&NodeId(id)).expect("node exists");
+            if let Some(ready) = node.poll_ready() {
+                for read in &ready.read_states {
+                    *answered = Some((read.ctx, read.result));
+                }
+                self.queue.extend(ready.messages);
+                node.on_persisted(ready.id);
+                self.queue.extend(ready.persisted_messages);
+                if let Some(last) = ready.committed_entries.last() {
+                    node.on_applied(last.index);
+                }
+            }
+            let Some(message) = self.queue.pop_front() else {
+                return;
+            };
+            if self.cut.contains(&(message.from, message.to)) {
+                continue;
+            }
+            let to = message.to;
+            self.nodes
+                .get_mut(&to)
+                .expect("known")
+                .step(message)
+                .expect("valid");
+            if to != NodeId(id) {
+                self.drive(to);
+            }
+        }
+    }
+
+    /// Ticks every node `count` times, settling after each tick.
+    pub(crate) fn tick_all(&mut self, count: u32) {
+        for _ in 0..count {
+            for node in self.nodes.values_mut() {
+                node.tick();
+            }
+            self.settle();
+        }
+    }
+
+    /// Makes `id` campaign now (as if its election timer fired) and settles.
+    pub(crate) fn campaign(&mut self, id: u64) {
+        self.node(id).start_election(false);
+        self.settle();
+    }
+
+    pub(crate) fn leader(&self) -> Option<NodeId> {
+        let leaders: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| node.role == Role::Leader)
+            .map(|node| node.id)
+            .collect();
+        leaders.last().copied()
+    }
+
+    pub(crate) fn propose(&mut self, id: u64, data: &'static [u8]) -> Proposed {
+        let proposed = self
+            .node(id)
+            .propose(Bytes::from_static(data))
+            .expect("proposal accepted");
+        self.settle();
+        proposed
+    }
+
+    /// Cuts both directions between `a` and every node in `others`.
+    pub(crate) fn isolate(&mut self, a: u64, others: &[u64]) {
+        for &b in others {
+            self.cut.insert((NodeId(a), NodeId(b)));
+            self.cut.insert((NodeId(b), NodeId(a)));
+        }
+    }
+
+    pub(crate) fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Heals every link that does not touch `id`.
+    pub(crate) fn heal_except(&mut self, id: u64) {
+        self.cut
+            .retain(|&(a, b)| a == NodeId(id) || b == NodeId(id));
+    }
+
+    /// The payloads `id` applied, in order (no-ops skipped).
+    pub(crate) fn applied_data(&self, id: u64) -> Vec<&[u8]> {
+        self.applied[&NodeId(id)]
+            .iter()
+            .filter(|entry| !entry.data.is_empty())
+            .map(|entry| entry.data.as_ref())
+            .collect()
+    }
+}
