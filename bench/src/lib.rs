@@ -5,7 +5,14 @@
 //! - `src/bin/walbench.rs`: the WAL throughput run against a raw write + fdatasync baseline,
 //!   and the recovery-speed run. Figures and commands are in docs/BENCHMARKS.md.
 //!
-//! This library holds what the binaries share: workload builders.
+//! - `benches/raft_replication.rs`: Flotilla's Raft core against raft-rs, 3 in-memory
+//!   replicas each ([`flotilla_cluster`], [`raftrs_cluster`]).
+//!
+//! This library holds what the binaries and benches share: workload builders and the two
+//! in-memory clusters.
+
+pub mod flotilla_cluster;
+pub mod raftrs_cluster;
 
 use flotilla_wal::{GroupId, LogIndex, Term, WriteBatch};
 

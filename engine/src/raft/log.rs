@@ -95,15 +95,17 @@ impl RaftLog {
         count_max: usize,
         bytes_max: usize,
     ) -> (Vec<Entry>, usize) {
-        let mut out = Vec::new();
         let mut bytes = 0;
         let Some(slot) = from.0.checked_sub(self.first_index.0) else {
-            return (out, bytes);
+            return (Vec::new(), bytes);
         };
         let Ok(slot) = usize::try_from(slot) else {
-            return (out, bytes);
+            return (Vec::new(), bytes);
         };
-        for entry in self.entries.range(slot.min(self.entries.len())..) {
+        let slot = slot.min(self.entries.len());
+        // Sized once: growing the vector entry by entry cost more than the clones.
+        let mut out = Vec::with_capacity((self.entries.len() - slot).min(count_max));
+        for entry in self.entries.range(slot..) {
             let size = entry.size_bytes();
             if out.len() >= count_max || (!out.is_empty() && bytes + size > bytes_max) {
                 break;
@@ -175,7 +177,7 @@ impl RaftLog {
         &mut self,
         prev_index: LogIndex,
         prev_term: Term,
-        entries: &[Entry],
+        mut entries: Vec<Entry>,
     ) -> Option<LogIndex> {
         if self.term(prev_index) != Some(prev_term) {
             return None;
@@ -189,9 +191,8 @@ impl RaftLog {
             if from <= self.last_index() {
                 self.truncate_from(from);
             }
-            for entry in &entries[position..] {
-                self.entries.push_back(entry.clone());
-            }
+            // The message is ours: its entries move into the log without a copy.
+            self.entries.extend(entries.drain(position..));
         }
         Some(last_new)
     }
@@ -254,11 +255,10 @@ impl RaftLog {
         if upto <= self.applying {
             return Vec::new();
         }
-        let (entries, _) = self.entries_from(self.applying.next(), count_max, usize::MAX);
-        let entries: Vec<Entry> = entries
-            .into_iter()
-            .take_while(|entry| entry.index <= upto)
-            .collect();
+        let count = usize::try_from(upto.0 - self.applying.0)
+            .unwrap_or(usize::MAX)
+            .min(count_max);
+        let (entries, _) = self.entries_from(self.applying.next(), count, usize::MAX);
         if let Some(last) = entries.last() {
             self.applying = last.index;
         }

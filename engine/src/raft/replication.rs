@@ -55,7 +55,7 @@ impl RaftGroup {
         }
         match self
             .log
-            .maybe_append(append.prev_index, append.prev_term, &append.entries)
+            .maybe_append(append.prev_index, append.prev_term, append.entries)
         {
             Some(last_new) => {
                 // Figure 2, rule 5: commitIndex = min(leaderCommit, index of last new entry).
