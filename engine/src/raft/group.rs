@@ -40,7 +40,10 @@ pub struct RestoredState {
 }
 
 /// Where a proposal went: it succeeded if, and only if, the entry applied at `index` has
-/// this `term`.
+/// this `term`. It failed for good as soon as an entry of a higher term is applied at or
+/// below `index` (Leader Completeness: every later leader holds that entry, and an entry of
+/// `term` at `index` would need an entry of at most `term` below it), which bounds how long
+/// a driver waits even when the log never grows back to `index`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Proposed {
     /// The proposal's log index.
@@ -223,6 +226,16 @@ impl RaftGroup {
             vote: self.vote,
             commit: self.log.committed,
         }
+    }
+
+    /// A leader's replication progress for `peer` (`None` on a non-leader or for an unknown
+    /// peer).
+    #[must_use]
+    pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
+        self.progress
+            .iter()
+            .find(|(id, _)| *id == peer)
+            .map(|(_, pr)| pr)
     }
 
     /// The voters of the group.

@@ -26,6 +26,15 @@ pub enum ProgressState {
     Replicate,
 }
 
+/// One unacknowledged AppendEntries: its last index, its entry bytes, and the leader's read
+/// round when it was sent (a heartbeat of a later round answered before it hints it was lost).
+#[derive(Clone, Copy, Debug)]
+struct Inflight {
+    last_index: LogIndex,
+    bytes: usize,
+    sent_round: u64,
+}
+
 /// One follower's replication progress, kept by the leader.
 #[derive(Clone, Debug)]
 pub struct Progress {
@@ -37,12 +46,14 @@ pub struct Progress {
     pub state: ProgressState,
     /// In Probe: a message was sent and is awaiting an answer.
     pub probe_sent: bool,
+    /// In Probe: the leader's read round when the probe was sent.
+    probe_round: u64,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
     /// The highest read round this follower acknowledged in the current term.
     pub read_round_acked: u64,
     /// In Replicate: the last index and entry bytes of each unacknowledged message.
-    inflights: VecDeque<(LogIndex, usize)>,
+    inflights: VecDeque<Inflight>,
     inflight_bytes: usize,
 }
 
@@ -55,6 +66,7 @@ impl Progress {
             next_index,
             state: ProgressState::Probe,
             probe_sent: false,
+            probe_round: 0,
             recent_active: false,
             read_round_acked: 0,
             inflights: VecDeque::new(),
@@ -74,17 +86,13 @@ impl Progress {
         }
     }
 
-    /// Whether the in-flight window is full (Replicate only).
-    #[must_use]
-    pub fn window_full(&self, inflight_messages_max: usize, inflight_bytes_max: usize) -> bool {
-        self.state == ProgressState::Replicate
-            && self.is_paused(inflight_messages_max, inflight_bytes_max)
-    }
-
     /// Records that an AppendEntries ending at `last_index` with `bytes` of entries was sent.
-    pub fn on_sent(&mut self, last_index: LogIndex, entry_count: usize, bytes: usize) {
+    pub fn on_sent(&mut self, last_index: LogIndex, entry_count: usize, bytes: usize, round: u64) {
         match self.state {
-            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Probe => {
+                self.probe_sent = true;
+                self.probe_round = round;
+            }
             ProgressState::Replicate => {
                 if entry_count > 0 {
                     assert!(
@@ -92,7 +100,11 @@ impl Progress {
                         "sent entries behind next_index"
                     );
                     self.next_index = last_index.next();
-                    self.inflights.push_back((last_index, bytes));
+                    self.inflights.push_back(Inflight {
+                        last_index,
+                        bytes,
+                        sent_round: round,
+                    });
                     self.inflight_bytes += bytes;
                 }
             }
@@ -122,20 +134,16 @@ impl Progress {
     /// `next_index` from the follower's hint. Returns false if the rejection is stale
     /// (an answer to a message sent before the progress moved).
     pub fn on_rejected(&mut self, rejected_index: LogIndex, next_index: LogIndex) -> bool {
-        match self.state {
-            ProgressState::Replicate => {
-                if rejected_index <= self.match_index {
-                    return false;
-                }
-            }
-            ProgressState::Probe => {
-                if rejected_index != self.next_index.prev() {
-                    return false;
-                }
-            }
+        // The follower acknowledged everything through match_index, durably: a rejection at or
+        // below it answers an older message (a duplicate, or one overtaken by later ones).
+        if rejected_index <= self.match_index {
+            return false;
         }
-        self.next_index =
-            next_index.clamp(self.match_index.next(), rejected_index.max(LogIndex(1)));
+        if self.state == ProgressState::Probe && rejected_index != self.next_index.prev() {
+            return false;
+        }
+        // match < rejected_index here, so the range is not empty.
+        self.next_index = next_index.clamp(self.match_index.next(), rejected_index);
         self.become_probe();
         true
     }
@@ -159,7 +167,10 @@ impl Progress {
 
     /// Drops in-flight records the follower acknowledged.
     fn free_inflights_through(&mut self, index: LogIndex) {
-        while let Some(&(last_index, bytes)) = self.inflights.front() {
+        while let Some(&Inflight {
+            last_index, bytes, ..
+        }) = self.inflights.front()
+        {
             if last_index > index {
                 break;
             }
@@ -168,12 +179,31 @@ impl Progress {
         }
     }
 
-    /// Frees the oldest in-flight slot: called on a heartbeat response while the window is
-    /// full, so that a window whose messages were all lost still makes progress (the next
-    /// send reaches the follower, which rejects the gap and sends the leader back to probing).
-    pub fn free_first_inflight(&mut self) {
-        if let Some((_, bytes)) = self.inflights.pop_front() {
-            self.inflight_bytes -= bytes;
+    /// A heartbeat response of read round `round` arrived while the follower is behind.
+    /// Returns whether the leader should send an AppendEntries now.
+    ///
+    /// A probe or an in-flight message sent before that heartbeat and still unanswered was
+    /// probably lost: the probe is unpaused, the oldest in-flight slot freed (the follower
+    /// then rejects the gap and the leader goes back to probing). Messages sent after it are
+    /// merely slow; resending them early would only cause duplicates and spurious rejections.
+    pub fn on_heartbeat_response(&mut self, round: u64) -> bool {
+        match self.state {
+            ProgressState::Probe => {
+                if self.probe_sent && round > self.probe_round {
+                    self.probe_sent = false;
+                }
+                !self.probe_sent
+            }
+            ProgressState::Replicate => match self.inflights.front() {
+                Some(first) if first.sent_round < round => {
+                    let first = *first;
+                    self.inflights.pop_front();
+                    self.inflight_bytes -= first.bytes;
+                    true
+                }
+                Some(_) => false,
+                None => true,
+            },
         }
     }
 
@@ -195,7 +225,12 @@ impl Progress {
                 );
                 let mut previous = self.match_index;
                 let mut bytes = 0;
-                for &(last_index, size) in &self.inflights {
+                for &Inflight {
+                    last_index,
+                    bytes: size,
+                    ..
+                } in &self.inflights
+                {
                     assert!(last_index > previous, "inflights not increasing");
                     assert!(last_index < self.next_index, "inflight beyond next_index");
                     previous = last_index;

@@ -6,7 +6,6 @@ use crate::raft::group::{PendingRead, READ_ROUNDS_REMEMBERED_MAX, RaftGroup};
 use crate::raft::message::{
     AppendEntries, AppendResponse, ConflictHint, Heartbeat, HeartbeatResponse, MessageBody,
 };
-use crate::raft::progress::ProgressState;
 use crate::raft::ready::Role;
 use crate::raft::types::{LogIndex, NodeId, Term};
 
@@ -172,30 +171,18 @@ impl RaftGroup {
 
     fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
         let last_index = self.log.last_index();
-        let (inflight_messages_max, inflight_bytes_max) =
-            (self.cfg.inflight_messages_max, self.cfg.inflight_bytes_max);
         let Some((_, pr)) = self.progress.iter_mut().find(|(peer, _)| *peer == from) else {
             return;
         };
         pr.read_round_acked = pr
             .read_round_acked
             .max(response.read_round.min(self.read_round));
-        let behind = pr.match_index < last_index;
-        if behind {
-            match pr.state {
-                ProgressState::Probe => pr.probe_sent = false,
-                ProgressState::Replicate => {
-                    if pr.window_full(inflight_messages_max, inflight_bytes_max) {
-                        pr.free_first_inflight();
-                    }
-                }
-            }
-        }
+        let resend = pr.match_index < last_index && pr.on_heartbeat_response(response.read_round);
         self.confirm_read_rounds();
-        // A follower still behind after a heartbeat round: resend what the window allows,
-        // or, if everything was sent (and perhaps lost), an empty append at next_index - 1,
-        // which the follower rejects if it lacks entries, sending us back to probing.
-        if behind && !self.send_append(from, false) {
+        // A follower still behind after a heartbeat round whose messages were probably lost:
+        // send what the window allows or, if everything was sent, an empty append at
+        // next_index - 1, which the follower rejects if it lacks entries (back to probing).
+        if resend && !self.send_append(from, false) {
             self.send_append(from, true);
         }
     }
@@ -229,7 +216,10 @@ impl RaftGroup {
         let last_index = LogIndex(prev_index.0 + count as u64);
         let commit = self.log.committed;
         let term = self.term;
-        self.progress[slot].1.on_sent(last_index, count, bytes);
+        let round = self.read_round;
+        self.progress[slot]
+            .1
+            .on_sent(last_index, count, bytes, round);
         self.send(
             to,
             term,

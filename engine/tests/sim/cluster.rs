@@ -1,0 +1,1040 @@
+//! One simulated run: nodes × groups of real `RaftGroup`s, a network that drops, duplicates,
+//! delays (and so reorders) and partitions, disks whose unsynced writes a crash loses, clock
+//! drift, and clients doing puts, gets and compare-and-sets on a key-value state machine.
+//! Safety invariants are checked after every event; liveness and linearizability at the end.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use bytes::Bytes;
+use flotilla::raft::{
+    Config, Entry, EntryKind, HardState, LogIndex, Message, NodeId, ProposeError, RaftGroup,
+    ReadError, ReadMode, ReadyId, RestoredState, Role, Term,
+};
+
+use crate::linearizability::{self, Input, Operation, Output};
+use crate::rng::Rng;
+
+/// Nominal tick length; each node's clock drifts from it.
+const TICK_US: u64 = 10_000;
+const ELECTION_TIMEOUT_TICKS: u32 = 10;
+const HEARTBEAT_INTERVAL_TICKS: u32 = 2;
+/// Drift is at most ±10%: lease ≤ base·0.9/1.1 ≈ 8.2 ticks holds with margin.
+const LEASE_TICKS: u32 = 6;
+const DRIFT_PER_MILLE_MAX: u64 = 100;
+/// A client gives up on an operation after this long (its outcome becomes unknown), during
+/// the fault phase only.
+const CLIENT_TIMEOUT_US: u64 = 2_000_000;
+/// After faults stop: every group must have a leader and every operation must finish
+/// within this bound.
+const LIVENESS_US: u64 = 6_000_000;
+/// Clients stop starting operations this long before the end.
+const CLIENT_QUIET_US: u64 = 3_000_000;
+
+/// The parameters one seed draws (swarm testing: each seed weighs the faults differently).
+#[derive(Debug)]
+struct Params {
+    nodes: u64,
+    groups: u64,
+    clients_per_group: u64,
+    keys: u64,
+    drop_per_mille: u64,
+    duplicate_per_mille: u64,
+    delay_us_max: u64,
+    fault_phase_us: u64,
+    fault_interval_us: u64,
+    crash_per_mille: u64,
+    partition_per_mille: u64,
+    transfer_per_mille: u64,
+    lease_reads: bool,
+    inflight_messages_max: usize,
+    append_entries_max: usize,
+}
+
+enum Event {
+    Tick {
+        node: usize,
+        incarnation: u64,
+    },
+    Deliver {
+        group: usize,
+        message: Message,
+    },
+    Persisted {
+        node: usize,
+        incarnation: u64,
+        group: usize,
+    },
+    Client {
+        client: usize,
+    },
+    Fault,
+    Restart {
+        node: usize,
+    },
+    Heal,
+}
+
+struct Write {
+    id: ReadyId,
+    hard_state: Option<HardState>,
+    entries: Vec<Entry>,
+    messages: Vec<Message>,
+}
+
+struct Replica {
+    raft: RaftGroup,
+    disk_hard_state: HardState,
+    disk_entries: Vec<Entry>,
+    writes: VecDeque<Write>,
+    last_write_done_us: u64,
+    kv: BTreeMap<u64, u64>,
+    applied: LogIndex,
+    was_leader: bool,
+    last_commit: LogIndex,
+    last_term: Term,
+}
+
+struct Node {
+    alive: bool,
+    incarnation: u64,
+    tick_us: u64,
+    replicas: Vec<Replica>,
+}
+
+enum Pending {
+    Write {
+        node: usize,
+        incarnation: u64,
+        index: LogIndex,
+        term: Term,
+    },
+    Read {
+        node: usize,
+        ctx: u64,
+    },
+}
+
+struct Client {
+    group: usize,
+    leader_hint: Option<usize>,
+    pending: Option<(usize, Pending)>,
+    sequence: u64,
+}
+
+/// Counts for the summary line.
+#[derive(Default, Clone, Debug)]
+pub(crate) struct Totals {
+    seeds: u64,
+    events: u64,
+    ops_ok: u64,
+    ops_unknown: u64,
+    ops_failed: u64,
+    elections: u64,
+    crashes: u64,
+    partitions: u64,
+    transfers: u64,
+}
+
+impl Totals {
+    pub(crate) fn add(&mut self, outcome: &Outcome) {
+        let t = &outcome.totals;
+        self.seeds += 1;
+        self.events += t.events;
+        self.ops_ok += t.ops_ok;
+        self.ops_unknown += t.ops_unknown;
+        self.ops_failed += t.ops_failed;
+        self.elections += t.elections;
+        self.crashes += t.crashes;
+        self.partitions += t.partitions;
+        self.transfers += t.transfers;
+    }
+}
+
+impl fmt::Display for Totals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} events, ops {} ok / {} unknown / {} refused-or-lost, {} leaders elected, {} crashes, {} partitions, {} transfers",
+            self.events,
+            self.ops_ok,
+            self.ops_unknown,
+            self.ops_failed,
+            self.elections,
+            self.crashes,
+            self.partitions,
+            self.transfers
+        )
+    }
+}
+
+/// The result of one seed.
+pub(crate) struct Outcome {
+    pub(crate) failure: Option<String>,
+    pub(crate) summary: String,
+    pub(crate) totals: Totals,
+}
+
+pub(crate) struct Simulation {
+    seed: u64,
+    rng: Rng,
+    params: Params,
+    now_us: u64,
+    sequence: u64,
+    events: BTreeMap<(u64, u64), Event>,
+    nodes: Vec<Node>,
+    clients: Vec<Client>,
+    cut: BTreeSet<(usize, usize)>,
+    faults_on: bool,
+    history: Vec<Operation>,
+    /// Operations known not to have happened (refused, or their entry was replaced).
+    history_void: Vec<bool>,
+    next_read_ctx: u64,
+    // Invariant state.
+    leaders: HashMap<(usize, Term), usize>,
+    entries_seen: HashMap<(usize, LogIndex, Term), (u64, Term)>,
+    applied_global: Vec<BTreeMap<LogIndex, (Term, u64)>>,
+    failure: Option<String>,
+    totals: Totals,
+    /// `SIM_TRACE=1`: print every delivered message.
+    trace: bool,
+}
+
+fn data_hash(entry: &Entry) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    entry.kind.hash(&mut hasher);
+    entry.data.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A client command in an entry: tag, key, value, expected (for CAS).
+fn encode(input: Input, key: u64) -> Bytes {
+    let mut out = Vec::with_capacity(26);
+    match input {
+        Input::Put(value) => {
+            out.push(1);
+            out.extend_from_slice(&key.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        Input::Cas { expected, new } => {
+            out.push(2);
+            out.extend_from_slice(&key.to_le_bytes());
+            out.extend_from_slice(&new.to_le_bytes());
+            out.push(u8::from(expected.is_some()));
+            out.extend_from_slice(&expected.unwrap_or(0).to_le_bytes());
+        }
+        Input::Get => unreachable!("reads are not logged"),
+    }
+    Bytes::from(out)
+}
+
+fn word(data: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Applies one command to a key-value map; returns the client-visible output.
+fn apply(kv: &mut BTreeMap<u64, u64>, data: &[u8]) -> Output {
+    let key = word(data, 1);
+    match data[0] {
+        1 => {
+            kv.insert(key, word(data, 9));
+            Output::Put
+        }
+        2 => {
+            let expected = (data[17] == 1).then(|| word(data, 18));
+            let swapped = kv.get(&key).copied() == expected;
+            if swapped {
+                kv.insert(key, word(data, 9));
+            }
+            Output::Cas(swapped)
+        }
+        tag => panic!("unknown command tag {tag}"),
+    }
+}
+
+impl Simulation {
+    pub(crate) fn from_seed(seed: u64) -> Simulation {
+        let mut rng = Rng::new(seed);
+        let params = Params {
+            nodes: rng.pick(&[3, 3, 5]),
+            groups: rng.range(1, 4),
+            clients_per_group: rng.range(1, 4),
+            keys: rng.range(1, 4),
+            drop_per_mille: rng.pick(&[0, 10, 50, 150]),
+            duplicate_per_mille: rng.pick(&[0, 10, 50]),
+            delay_us_max: rng.pick(&[1_000, 5_000, 20_000, 60_000]),
+            fault_phase_us: rng.range(2_000_000, 8_000_000),
+            fault_interval_us: rng.pick(&[100_000, 300_000, 1_000_000]),
+            crash_per_mille: rng.pick(&[0, 200, 400, 700]),
+            partition_per_mille: rng.pick(&[0, 300, 600]),
+            transfer_per_mille: rng.pick(&[0, 100, 300]),
+            lease_reads: rng.chance(500),
+            inflight_messages_max: usize::try_from(rng.pick(&[1, 4, 64])).expect("small"),
+            append_entries_max: usize::try_from(rng.pick(&[2, 16, 1024])).expect("small"),
+        };
+        let mut simulation = Simulation {
+            seed,
+            rng,
+            now_us: 0,
+            sequence: 0,
+            events: BTreeMap::new(),
+            nodes: Vec::new(),
+            clients: Vec::new(),
+            cut: BTreeSet::new(),
+            faults_on: true,
+            history: Vec::new(),
+            history_void: Vec::new(),
+            next_read_ctx: 1,
+            leaders: HashMap::new(),
+            entries_seen: HashMap::new(),
+            applied_global: (0..params.groups).map(|_| BTreeMap::new()).collect(),
+            failure: None,
+            totals: Totals::default(),
+            trace: std::env::var_os("SIM_TRACE").is_some(),
+            params,
+        };
+        for node in 0..simulation.params.nodes {
+            let drift = simulation.rng.range(0, 2 * DRIFT_PER_MILLE_MAX + 1);
+            let tick_us = TICK_US * (1000 - DRIFT_PER_MILLE_MAX + drift) / 1000;
+            let node = usize::try_from(node).expect("small");
+            let replicas = (0..simulation.params.groups)
+                .map(|group| {
+                    simulation.new_replica(
+                        node,
+                        usize::try_from(group).expect("small"),
+                        RestoredState::default(),
+                    )
+                })
+                .collect();
+            simulation.nodes.push(Node {
+                alive: true,
+                incarnation: 0,
+                tick_us,
+                replicas,
+            });
+            let first_tick = simulation.rng.range(1, TICK_US);
+            simulation.schedule(
+                first_tick,
+                Event::Tick {
+                    node,
+                    incarnation: 0,
+                },
+            );
+        }
+        for group in 0..simulation.params.groups {
+            for _ in 0..simulation.params.clients_per_group {
+                let client = simulation.clients.len();
+                simulation.clients.push(Client {
+                    group: usize::try_from(group).expect("small"),
+                    leader_hint: None,
+                    pending: None,
+                    sequence: 0,
+                });
+                let at = simulation.rng.range(100_000, 500_000);
+                simulation.schedule(at, Event::Client { client });
+            }
+        }
+        let first_fault = simulation.params.fault_interval_us;
+        simulation.schedule(first_fault, Event::Fault);
+        let heal_at = simulation.params.fault_phase_us;
+        simulation.schedule(heal_at, Event::Heal);
+        simulation
+    }
+
+    fn node_id(node: usize) -> NodeId {
+        NodeId(node as u64 + 1)
+    }
+
+    fn new_replica(&mut self, node: usize, group: usize, restored: RestoredState) -> Replica {
+        let voters: Vec<NodeId> = (0..self.params.nodes).map(|n| NodeId(n + 1)).collect();
+        let mut cfg = Config::new(Self::node_id(node), self.rng.next_u64());
+        cfg.election_timeout_ticks = ELECTION_TIMEOUT_TICKS;
+        cfg.heartbeat_interval_ticks = HEARTBEAT_INTERVAL_TICKS;
+        cfg.lease_ticks = LEASE_TICKS;
+        cfg.inflight_messages_max = self.params.inflight_messages_max;
+        cfg.append_entries_max = self.params.append_entries_max;
+        let disk_hard_state = restored.hard_state;
+        let disk_entries = restored.entries.clone();
+        let raft = RaftGroup::new(cfg, &voters, restored).expect("valid simulator config");
+        let _ = group;
+        Replica {
+            raft,
+            disk_hard_state,
+            disk_entries,
+            writes: VecDeque::new(),
+            last_write_done_us: 0,
+            kv: BTreeMap::new(),
+            applied: LogIndex(0),
+            was_leader: false,
+            last_commit: LogIndex(0),
+            last_term: disk_hard_state.term,
+        }
+    }
+
+    fn schedule(&mut self, at_us: u64, event: Event) {
+        self.sequence += 1;
+        self.events.insert((at_us, self.sequence), event);
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failure.is_none() {
+            self.failure = Some(format!("at {} µs: {reason}", self.now_us));
+        }
+    }
+
+    pub(crate) fn run(mut self) -> Outcome {
+        let end_us = self.params.fault_phase_us + LIVENESS_US;
+        while let Some(((at_us, _), event)) = self.events.pop_first() {
+            if at_us > end_us || self.failure.is_some() {
+                break;
+            }
+            self.now_us = at_us;
+            self.totals.events += 1;
+            self.handle(event);
+        }
+        if self.failure.is_none() {
+            self.check_liveness();
+        }
+        if self.failure.is_none() {
+            self.check_linearizable();
+        }
+        for (slot, op) in self.history.iter().enumerate() {
+            if self.history_void[slot] {
+                self.totals.ops_failed += 1;
+            } else if op.complete.is_some() {
+                self.totals.ops_ok += 1;
+            } else {
+                self.totals.ops_unknown += 1;
+            }
+        }
+        let summary = format!("{:?}; {}", self.params, self.totals);
+        Outcome {
+            failure: self.failure,
+            summary,
+            totals: self.totals,
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, incarnation } => {
+                if !self.nodes[node].alive || self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                for group in 0..self.nodes[node].replicas.len() {
+                    self.nodes[node].replicas[group].raft.tick();
+                    self.process(node, group);
+                }
+                let next = self.now_us + self.nodes[node].tick_us;
+                self.schedule(next, Event::Tick { node, incarnation });
+            }
+            Event::Deliver { group, message } => {
+                if self.trace {
+                    println!("{} µs deliver g{group} {message:?}", self.now_us);
+                }
+                let to = usize::try_from(message.to.0 - 1).expect("small");
+                if !self.nodes[to].alive {
+                    return;
+                }
+                let description = format!("{message:?}");
+                if let Err(error) = self.nodes[to].replicas[group].raft.step(message) {
+                    self.fail(format!(
+                        "step refused a simulator message: {error}: {description}"
+                    ));
+                    return;
+                }
+                self.process(to, group);
+            }
+            Event::Persisted {
+                node,
+                incarnation,
+                group,
+            } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return; // The crash lost this write.
+                }
+                let replica = &mut self.nodes[node].replicas[group];
+                let write = replica
+                    .writes
+                    .pop_front()
+                    .expect("a write per Persisted event");
+                if let Some(hard_state) = write.hard_state {
+                    replica.disk_hard_state = hard_state;
+                }
+                if let Some(first) = write.entries.first() {
+                    let keep = usize::try_from(first.index.0 - 1).expect("small");
+                    replica.disk_entries.truncate(keep);
+                    replica.disk_entries.extend(write.entries);
+                }
+                replica.raft.on_persisted(write.id);
+                for message in write.messages {
+                    self.send(group, message);
+                }
+                self.process(node, group);
+            }
+            Event::Client { client } => self.client_step(client),
+            Event::Fault => self.inject_fault(),
+            Event::Restart { node } => self.restart(node),
+            Event::Heal => {
+                self.faults_on = false;
+                self.cut.clear();
+                for node in 0..self.nodes.len() {
+                    if !self.nodes[node].alive {
+                        self.restart(node);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, group: usize, message: Message) {
+        let from = usize::try_from(message.from.0 - 1).expect("small");
+        let to = usize::try_from(message.to.0 - 1).expect("small");
+        if !self.nodes[from].alive || self.cut.contains(&(from, to)) {
+            return;
+        }
+        if self.faults_on && self.rng.chance(self.params.drop_per_mille) {
+            return;
+        }
+        let copies = if self.faults_on && self.rng.chance(self.params.duplicate_per_mille) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.range(100, self.params.delay_us_max);
+            self.schedule(
+                self.now_us + delay,
+                Event::Deliver {
+                    group,
+                    message: message.clone(),
+                },
+            );
+        }
+    }
+
+    /// Drains every Ready of one replica, checking invariants on the way.
+    fn process(&mut self, node: usize, group: usize) {
+        loop {
+            let Some(ready) = self.nodes[node].replicas[group].raft.poll_ready() else {
+                break;
+            };
+            self.check_log_matching(node, group, &ready.entries);
+            for message in ready.messages {
+                self.send(group, message);
+            }
+            let delay = self.rng.range(50, 2_000);
+            let incarnation = self.nodes[node].incarnation;
+            let replica = &mut self.nodes[node].replicas[group];
+            let done_us = replica.last_write_done_us.max(self.now_us + delay);
+            replica.last_write_done_us = done_us;
+            replica.writes.push_back(Write {
+                id: ready.id,
+                hard_state: ready.hard_state,
+                entries: ready.entries,
+                messages: ready.persisted_messages,
+            });
+            self.schedule(
+                done_us,
+                Event::Persisted {
+                    node,
+                    incarnation,
+                    group,
+                },
+            );
+            for entry in &ready.committed_entries {
+                self.apply_entry(node, group, entry);
+            }
+            if let Some(last) = ready.committed_entries.last() {
+                let replica = &mut self.nodes[node].replicas[group];
+                replica.applied = last.index;
+                replica.raft.on_applied(last.index);
+            }
+            for read in ready.read_states {
+                self.complete_read(node, group, read.ctx, read.result);
+            }
+        }
+        self.check_replica(node, group);
+    }
+
+    fn apply_entry(&mut self, node: usize, group: usize, entry: &Entry) {
+        let hash = data_hash(entry);
+        // State Machine Safety: no two nodes apply different entries at one index.
+        match self.applied_global[group].get(&entry.index) {
+            Some(&(term, other)) if term != entry.term || other != hash => {
+                self.fail(format!(
+                    "State Machine Safety: group {group} node {node} applied {:?}@{:?} where another node applied {term:?}",
+                    entry.index, entry.term
+                ));
+                return;
+            }
+            _ => {}
+        }
+        self.applied_global[group].insert(entry.index, (entry.term, hash));
+        let replica = &mut self.nodes[node].replicas[group];
+        if entry.index != replica.applied.next() {
+            let applied = replica.applied;
+            self.fail(format!(
+                "apply out of order: {:?} after {applied:?}",
+                entry.index
+            ));
+            return;
+        }
+        replica.applied = entry.index;
+        let output = match entry.kind {
+            EntryKind::Normal => Some(apply(&mut replica.kv, &entry.data)),
+            EntryKind::Noop => None,
+        };
+        let incarnation = self.nodes[node].incarnation;
+        for client in 0..self.clients.len() {
+            let Some((
+                slot,
+                Pending::Write {
+                    node: at,
+                    incarnation: at_incarnation,
+                    index,
+                    term,
+                },
+            )) = &self.clients[client].pending
+            else {
+                continue;
+            };
+            if self.clients[client].group != group || *at != node || *at_incarnation != incarnation
+            {
+                continue;
+            }
+            let slot = *slot;
+            if *index == entry.index && *term == entry.term {
+                self.history[slot].output = output.expect("client entries are Normal");
+                self.history[slot].complete = Some(self.now_us);
+            } else if *index >= entry.index && *term < entry.term {
+                // The Proposed contract: an entry of a higher term committed at or below our
+                // index means ours never commits.
+                self.history_void[slot] = true;
+            } else if *index == entry.index {
+                // Same index, lower or equal term but a different entry: ours lost too.
+                self.history_void[slot] = true;
+            } else {
+                continue;
+            }
+            self.clients[client].pending = None;
+        }
+    }
+
+    fn complete_read(
+        &mut self,
+        node: usize,
+        group: usize,
+        ctx: u64,
+        result: Result<LogIndex, ReadError>,
+    ) {
+        for client in 0..self.clients.len() {
+            let Some((
+                slot,
+                Pending::Read {
+                    node: at,
+                    ctx: pending_ctx,
+                    ..
+                },
+            )) = &self.clients[client].pending
+            else {
+                continue;
+            };
+            if *at != node || *pending_ctx != ctx {
+                continue;
+            }
+            let slot = *slot;
+            match result {
+                Ok(index) => {
+                    let replica = &self.nodes[node].replicas[group];
+                    if replica.applied < index {
+                        let applied = replica.applied;
+                        self.fail(format!(
+                            "read released at {index:?} before apply reached it ({applied:?})"
+                        ));
+                        return;
+                    }
+                    let key = self.history[slot].key;
+                    self.history[slot].output = Output::Get(replica.kv.get(&key).copied());
+                    self.history[slot].complete = Some(self.now_us);
+                }
+                Err(_) => self.history_void[slot] = true,
+            }
+            self.clients[client].pending = None;
+        }
+    }
+
+    /// Log Matching: an entry with a given index and term is the same entry everywhere, and
+    /// follows the same previous term.
+    fn check_log_matching(&mut self, node: usize, group: usize, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        let raft = &self.nodes[node].replicas[group].raft;
+        let mut prev_term = raft
+            .entry_term(first.index.prev())
+            .expect("the entry before a new suffix is held");
+        let mut violations = Vec::new();
+        for entry in entries {
+            let seen = (data_hash(entry), prev_term);
+            match self.entries_seen.get(&(group, entry.index, entry.term)) {
+                Some(&other) if other != seen => {
+                    violations.push(format!("{:?}@{:?}", entry.index, entry.term))
+                }
+                Some(_) => {}
+                None => {
+                    self.entries_seen
+                        .insert((group, entry.index, entry.term), seen);
+                }
+            }
+            prev_term = entry.term;
+        }
+        if let Some(violation) = violations.first() {
+            self.fail(format!(
+                "Log Matching: group {group} node {node} holds a different entry {violation}"
+            ));
+        }
+    }
+
+    /// Election Safety, Leader Completeness, and monotonic term and commit per replica.
+    fn check_replica(&mut self, node: usize, group: usize) {
+        let status = self.nodes[node].replicas[group].raft.status();
+        let replica = &self.nodes[node].replicas[group];
+        let (last_term, last_commit, was_leader) =
+            (replica.last_term, replica.last_commit, replica.was_leader);
+        if status.term < last_term {
+            self.fail(format!("term went back on node {node} group {group}"));
+        }
+        if status.commit < last_commit {
+            self.fail(format!("commit went back on node {node} group {group}"));
+        }
+        let replica = &mut self.nodes[node].replicas[group];
+        replica.last_term = status.term;
+        replica.last_commit = status.commit;
+        replica.was_leader = status.role == Role::Leader;
+        if status.role != Role::Leader {
+            return;
+        }
+        match self.leaders.get(&(group, status.term)) {
+            Some(&other) if other != node => {
+                self.fail(format!(
+                    "Election Safety: group {group} has leaders {other} and {node} in {:?}",
+                    status.term
+                ));
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.leaders.insert((group, status.term), node);
+                self.totals.elections += 1;
+            }
+        }
+        if !was_leader {
+            // Leader Completeness: a new leader holds every entry applied anywhere.
+            let raft = &self.nodes[node].replicas[group].raft;
+            let missing = self.applied_global[group]
+                .iter()
+                .find(|(index, (term, _))| raft.entry_term(**index) != Some(*term));
+            if let Some((index, (term, _))) = missing {
+                let message = format!(
+                    "Leader Completeness: new leader {node} of group {group} lacks committed {index:?}@{term:?}"
+                );
+                self.fail(message);
+            }
+        }
+    }
+
+    fn inject_fault(&mut self) {
+        if !self.faults_on {
+            return;
+        }
+        let nodes = self.nodes.len();
+        if self.rng.chance(self.params.crash_per_mille) {
+            // Half the crashes hit a current leader: that is where the commit rules (Figure 8)
+            // and the election restriction are put to the test.
+            let random = usize::try_from(self.rng.range(0, nodes as u64)).expect("small");
+            let group = usize::try_from(self.rng.range(0, self.params.groups)).expect("small");
+            let leader = (0..nodes).find(|&n| {
+                self.nodes[n].alive
+                    && self.nodes[n].replicas[group].raft.status().role == Role::Leader
+            });
+            let node = match leader {
+                Some(leader) if self.rng.chance(500) => leader,
+                _ => random,
+            };
+            if self.nodes[node].alive {
+                self.crash(node);
+                let back = self.now_us + self.rng.range(50_000, 1_500_000);
+                self.schedule(back, Event::Restart { node });
+            }
+        }
+        if self.rng.chance(self.params.partition_per_mille) {
+            self.cut.clear();
+            self.totals.partitions += 1;
+            match self.rng.range(0, 3) {
+                0 => {
+                    // Symmetric: split the nodes in two random sides.
+                    let side: Vec<bool> = (0..nodes).map(|_| self.rng.chance(500)).collect();
+                    for a in 0..nodes {
+                        for b in 0..nodes {
+                            if side[a] != side[b] {
+                                self.cut.insert((a, b));
+                            }
+                        }
+                    }
+                }
+                1 => {
+                    // One-way: a node can send but not receive (or the reverse).
+                    let node = usize::try_from(self.rng.range(0, nodes as u64)).expect("small");
+                    let inbound = self.rng.chance(500);
+                    for other in (0..nodes).filter(|&other| other != node) {
+                        self.cut.insert(if inbound {
+                            (other, node)
+                        } else {
+                            (node, other)
+                        });
+                    }
+                }
+                _ => {} // Heal.
+            }
+        }
+        if self.rng.chance(self.params.transfer_per_mille) {
+            // Leadership transfer to a random voter, on a random group.
+            let group = usize::try_from(self.rng.range(0, self.params.groups)).expect("small");
+            let to = NodeId(self.rng.range(1, nodes as u64 + 1));
+            let leader = (0..nodes).find(|&n| {
+                self.nodes[n].alive
+                    && self.nodes[n].replicas[group].raft.status().role == Role::Leader
+            });
+            if let Some(leader) = leader {
+                self.totals.transfers += 1;
+                self.nodes[leader].replicas[group]
+                    .raft
+                    .transfer_leader(to)
+                    .expect("leader transfers to a voter");
+                self.process(leader, group);
+            }
+        }
+        let next = self.now_us + self.params.fault_interval_us;
+        self.schedule(next, Event::Fault);
+    }
+
+    fn crash(&mut self, node: usize) {
+        self.totals.crashes += 1;
+        let state = &mut self.nodes[node];
+        state.alive = false;
+        state.incarnation += 1;
+        for replica in &mut state.replicas {
+            replica.writes.clear();
+        }
+        // Operations waiting on this node: their outcome is unknown now.
+        for client in &mut self.clients {
+            let at_node = match &client.pending {
+                Some((_, Pending::Write { node: at, .. }))
+                | Some((_, Pending::Read { node: at, .. })) => *at == node,
+                None => false,
+            };
+            if at_node {
+                if let Some((slot, Pending::Read { .. })) = client.pending {
+                    self.history_void[slot] = true; // A read has no effect: drop it.
+                }
+                client.pending = None;
+            }
+        }
+    }
+
+    fn restart(&mut self, node: usize) {
+        if self.nodes[node].alive {
+            return;
+        }
+        let groups = self.nodes[node].replicas.len();
+        for group in 0..groups {
+            let replica = &self.nodes[node].replicas[group];
+            let restored = RestoredState {
+                hard_state: replica.disk_hard_state,
+                entries: replica.disk_entries.clone(),
+                applied: LogIndex(0),
+            };
+            let fresh = self.new_replica(node, group, restored);
+            self.nodes[node].replicas[group] = fresh;
+        }
+        let state = &mut self.nodes[node];
+        state.alive = true;
+        let incarnation = state.incarnation;
+        let tick = self.now_us + self.nodes[node].tick_us;
+        self.schedule(tick, Event::Tick { node, incarnation });
+        for group in 0..groups {
+            self.process(node, group);
+        }
+    }
+
+    fn client_step(&mut self, client: usize) {
+        let quiet = self.now_us + CLIENT_QUIET_US > self.params.fault_phase_us + LIVENESS_US;
+        let next = self.now_us + self.rng.range(1_000, 30_000);
+        if let Some((slot, _)) = &self.clients[client].pending {
+            let slot = *slot;
+            if self.faults_on && self.now_us - self.history[slot].invoke > CLIENT_TIMEOUT_US {
+                // Give up: the outcome is unknown (a read is simply dropped).
+                if self.history[slot].input == Input::Get {
+                    self.history_void[slot] = true;
+                }
+                self.clients[client].pending = None;
+            }
+            self.schedule(next, Event::Client { client });
+            return;
+        }
+        if quiet {
+            return;
+        }
+        self.schedule(next, Event::Client { client });
+        let group = self.clients[client].group;
+        let nodes = self.nodes.len() as u64;
+        let node = match self.clients[client].leader_hint {
+            Some(node) if !self.rng.chance(100) => node,
+            _ => usize::try_from(self.rng.range(0, nodes)).expect("small"),
+        };
+        if !self.nodes[node].alive {
+            self.clients[client].leader_hint = None;
+            return;
+        }
+        self.clients[client].sequence += 1;
+        let key = (group as u64) * 100 + self.rng.range(0, self.params.keys);
+        let value = (client as u64 + 1) * 1_000_000 + self.clients[client].sequence;
+        let input = match self.rng.range(0, 3) {
+            0 => Input::Put(value),
+            1 => Input::Get,
+            _ => {
+                let current = self.nodes[node].replicas[group].kv.get(&key).copied();
+                let expected = if self.rng.chance(700) {
+                    current
+                } else {
+                    Some(value - 1)
+                };
+                Input::Cas {
+                    expected,
+                    new: value,
+                }
+            }
+        };
+        let slot = self.history.len();
+        let operation = Operation {
+            client: client as u64,
+            key,
+            input,
+            output: Output::Unknown,
+            invoke: self.now_us,
+            complete: None,
+        };
+        let incarnation = self.nodes[node].incarnation;
+        let raft = &mut self.nodes[node].replicas[group].raft;
+        let pending = match input {
+            Input::Get => {
+                let ctx = self.next_read_ctx;
+                self.next_read_ctx += 1;
+                let mode = if self.params.lease_reads && self.rng.chance(500) {
+                    ReadMode::Lease
+                } else {
+                    ReadMode::ReadIndex
+                };
+                match raft.read_index(ctx, mode) {
+                    Ok(()) => Ok(Pending::Read { node, ctx }),
+                    Err(ReadError::NotLeader { leader }) => Err(leader),
+                    Err(error) => panic!("unexpected read error {error}"),
+                }
+            }
+            _ => match raft.propose(encode(input, key)) {
+                Ok(proposed) => Ok(Pending::Write {
+                    node,
+                    incarnation,
+                    index: proposed.index,
+                    term: proposed.term,
+                }),
+                Err(ProposeError::NotLeader { leader }) => Err(leader),
+                Err(ProposeError::TransferInProgress { .. }) => Err(None),
+                Err(error) => panic!("unexpected propose error {error}"),
+            },
+        };
+        match pending {
+            Ok(pending) => {
+                self.history.push(operation);
+                self.history_void.push(false);
+                self.clients[client].pending = Some((slot, pending));
+                self.clients[client].leader_hint = Some(node);
+                self.process(node, group);
+            }
+            Err(leader) => {
+                self.clients[client].leader_hint =
+                    leader.map(|id| usize::try_from(id.0 - 1).expect("small"));
+            }
+        }
+    }
+
+    /// After faults stop: one leader per group that everyone follows, every operation
+    /// finished, every replica applied the same prefix.
+    fn check_liveness(&mut self) {
+        for (client, state) in self.clients.iter().enumerate() {
+            if let Some((slot, _)) = &state.pending {
+                let op = &self.history[*slot];
+                self.fail(format!(
+                    "liveness: client {client} operation {:?} invoked at {} µs still pending {} µs after faults stopped",
+                    op.input, op.invoke, LIVENESS_US
+                ));
+                return;
+            }
+        }
+        for group in 0..self.params.groups as usize {
+            let statuses: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|node| node.replicas[group].raft.status())
+                .collect();
+            let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
+            let Some(leader) = leaders.iter().max_by_key(|s| s.term) else {
+                self.fail(format!(
+                    "liveness: group {group} has no leader {} µs after faults stopped",
+                    LIVENESS_US
+                ));
+                return;
+            };
+            for status in &statuses {
+                if status.leader != Some(leader.id) || status.applied != leader.commit {
+                    let leader_node = usize::try_from(leader.id.0 - 1).expect("small");
+                    let progress = self.nodes[leader_node].replicas[group]
+                        .raft
+                        .progress(status.id)
+                        .cloned();
+                    self.fail(format!(
+                        "liveness: group {group} did not converge: leader {leader:?}, replica {status:?}, \
+                         leader's progress for it {progress:?}"
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn check_linearizable(&mut self) {
+        let operations: Vec<Operation> = self
+            .history
+            .iter()
+            .zip(&self.history_void)
+            .filter(|(_, void)| !**void)
+            .map(|(op, _)| op.clone())
+            .collect();
+        if let Err(violation) = linearizability::check_history(&operations) {
+            self.fail(format!("linearizability: {violation}"));
+        }
+    }
+}
+
+impl fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Simulation {{ seed: {}, params: {:?} }}",
+            self.seed, self.params
+        )
+    }
+}
