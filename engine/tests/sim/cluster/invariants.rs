@@ -1,0 +1,147 @@
+//! The checks the simulator runs: after every event (Election Safety, Log Matching, Leader
+//! Completeness, monotonic term and commit; State Machine Safety is checked where entries
+//! are applied, in `clients.rs`), and at the end (liveness, linearizability).
+
+use flotilla::raft::{Entry, Role};
+
+use super::{LIVENESS_US, Simulation, data_hash};
+use crate::linearizability::{self, Operation};
+
+impl Simulation {
+    /// Log Matching: an entry with a given index and term is the same entry everywhere, and
+    /// follows the same previous term.
+    pub(super) fn check_log_matching(&mut self, node: usize, group: usize, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        let raft = &self.nodes[node].replicas[group].raft;
+        let mut prev_term = raft
+            .entry_term(first.index.prev())
+            .expect("the entry before a new suffix is held");
+        let mut violations = Vec::new();
+        for entry in entries {
+            let seen = (data_hash(entry), prev_term);
+            match self.entries_seen.get(&(group, entry.index, entry.term)) {
+                Some(&other) if other != seen => {
+                    violations.push(format!("{:?}@{:?}", entry.index, entry.term))
+                }
+                Some(_) => {}
+                None => {
+                    self.entries_seen
+                        .insert((group, entry.index, entry.term), seen);
+                }
+            }
+            prev_term = entry.term;
+        }
+        if let Some(violation) = violations.first() {
+            self.fail(format!(
+                "Log Matching: group {group} node {node} holds a different entry {violation}"
+            ));
+        }
+    }
+
+    /// Election Safety, Leader Completeness, and monotonic term and commit per replica.
+    pub(super) fn check_replica(&mut self, node: usize, group: usize) {
+        let status = self.nodes[node].replicas[group].raft.status();
+        let replica = &self.nodes[node].replicas[group];
+        let (last_term, last_commit, was_leader) =
+            (replica.last_term, replica.last_commit, replica.was_leader);
+        if status.term < last_term {
+            self.fail(format!("term went back on node {node} group {group}"));
+        }
+        if status.commit < last_commit {
+            self.fail(format!("commit went back on node {node} group {group}"));
+        }
+        let replica = &mut self.nodes[node].replicas[group];
+        replica.last_term = status.term;
+        replica.last_commit = status.commit;
+        replica.was_leader = status.role == Role::Leader;
+        if status.role != Role::Leader {
+            return;
+        }
+        match self.leaders.get(&(group, status.term)) {
+            Some(&other) if other != node => {
+                self.fail(format!(
+                    "Election Safety: group {group} has leaders {other} and {node} in {:?}",
+                    status.term
+                ));
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.leaders.insert((group, status.term), node);
+                self.totals.elections += 1;
+            }
+        }
+        if !was_leader {
+            // Leader Completeness: a new leader holds every entry applied anywhere.
+            let raft = &self.nodes[node].replicas[group].raft;
+            let missing = self.applied_global[group]
+                .iter()
+                .find(|(index, (term, _))| raft.entry_term(**index) != Some(*term));
+            if let Some((index, (term, _))) = missing {
+                let message = format!(
+                    "Leader Completeness: new leader {node} of group {group} lacks committed {index:?}@{term:?}"
+                );
+                self.fail(message);
+            }
+        }
+    }
+
+    /// After faults stop: one leader per group that everyone follows, every operation
+    /// finished, every replica applied the same prefix.
+    pub(super) fn check_liveness(&mut self) {
+        for (client, state) in self.clients.iter().enumerate() {
+            if let Some((slot, _)) = &state.pending {
+                let op = &self.history[*slot];
+                self.fail(format!(
+                    "liveness: client {client} operation {:?} invoked at {} µs still pending {} µs after faults stopped",
+                    op.input, op.invoke, LIVENESS_US
+                ));
+                return;
+            }
+        }
+        for group in 0..self.params.groups as usize {
+            let statuses: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|node| node.replicas[group].raft.status())
+                .collect();
+            let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
+            let Some(leader) = leaders.iter().max_by_key(|s| s.term) else {
+                self.fail(format!(
+                    "liveness: group {group} has no leader {} µs after faults stopped",
+                    LIVENESS_US
+                ));
+                return;
+            };
+            for status in &statuses {
+                if status.leader != Some(leader.id) || status.applied != leader.commit {
+                    let leader_node = usize::try_from(leader.id.0 - 1).expect("small");
+                    let progress = self.nodes[leader_node].replicas[group]
+                        .raft
+                        .progress(status.id)
+                        .cloned();
+                    self.fail(format!(
+                        "liveness: group {group} did not converge: leader {leader:?}, replica {status:?}, \
+                         leader's progress for it {progress:?}"
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_linearizable(&mut self) {
+        let operations: Vec<Operation> = self
+            .history
+            .iter()
+            .zip(&self.history_void)
+            .filter(|(_, void)| !**void)
+            .map(|(op, _)| op.clone())
+            .collect();
+        if let Err(violation) = linearizability::check_history(&operations) {
+            self.fail(format!("linearizability: {violation}"));
+        }
+    }
+}
