@@ -26,7 +26,9 @@ pub struct Config {
     pub check_quorum: bool,
     /// How long a lease read may rely on the last heartbeat round a quorum acknowledged,
     /// counted from when that round was sent. Must stay below the election timeout by the
-    /// worst clock drift between nodes: with drift ρ, at most `base·(1−ρ)/(1+ρ)`.
+    /// worst clock drift between nodes: with drift ρ, at most `(base − 1)·(1−ρ)/(1+ρ)` (a
+    /// follower's promise starts when a heartbeat arrives and its next tick may come at once,
+    /// so it lasts at least `base − 1` of its ticks).
     pub lease_ticks: u32,
     /// At most this many AppendEntries messages unacknowledged per follower.
     pub inflight_messages_max: usize,

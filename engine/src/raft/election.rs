@@ -42,10 +42,24 @@ impl RaftGroup {
                 reason,
             })
         };
+        if message.term == Term(u64::MAX) {
+            // No term can follow it: a peer claiming it is broken, and taking it would leave
+            // this replica unable to ever campaign.
+            return malformed("term u64::MAX");
+        }
         match &message.body {
             MessageBody::AppendEntries(append) => {
                 if append.prev_term > message.term {
                     return malformed("prev_term above the message term");
+                }
+                // Checked first, so that walking the indexes below cannot overflow.
+                if append
+                    .prev_index
+                    .0
+                    .checked_add(append.entries.len() as u64 + 1)
+                    .is_none()
+                {
+                    return malformed("index overflow");
                 }
                 let mut expected = append.prev_index.next();
                 let mut previous_term = append.prev_term;
@@ -58,14 +72,6 @@ impl RaftGroup {
                     }
                     expected = expected.next();
                     previous_term = entry.term;
-                }
-                if append
-                    .prev_index
-                    .0
-                    .checked_add(append.entries.len() as u64)
-                    .is_none()
-                {
-                    return malformed("index overflow");
                 }
             }
             MessageBody::RequestVote(request) if request.last_term > message.term => {
@@ -378,6 +384,7 @@ impl RaftGroup {
         self.broadcast_pending = false;
         self.read_heartbeat_pending = false;
         self.lease_until = 0;
+        self.timeout_now_sent = false;
         self.read_round_sent_ticks.clear();
         self.fail_pending_reads();
     }

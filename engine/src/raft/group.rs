@@ -107,6 +107,10 @@ pub struct RaftGroup {
     pub(crate) read_round_sent_ticks: VecDeque<(u64, u64)>,
     /// Leader: the lease (from a confirmed round) holds until this tick, exclusive.
     pub(crate) lease_until: u64,
+    /// Leader: a TimeoutNow went out in this term. The target may still win an election that
+    /// ignores leases (even after the transfer was abandoned), so no lease for the rest of
+    /// the term.
+    pub(crate) timeout_now_sent: bool,
     /// Leader: reads that arrived before an entry of this term was committed.
     pub(crate) reads_waiting_commit: Vec<u64>,
     /// Leader: reads waiting for their heartbeat round to be confirmed.
@@ -178,6 +182,7 @@ impl RaftGroup {
             read_heartbeat_pending: false,
             read_round_sent_ticks: VecDeque::new(),
             lease_until: 0,
+            timeout_now_sent: false,
             reads_waiting_commit: Vec::new(),
             reads_waiting_round: VecDeque::new(),
             reads_waiting_apply: VecDeque::new(),
@@ -575,7 +580,10 @@ impl RaftGroup {
 
     /// Whether a lease read may be served now.
     pub(crate) fn lease_valid(&self) -> bool {
-        self.cfg.check_quorum && self.transfer.is_none() && self.ticks < self.lease_until
+        self.cfg.check_quorum
+            && self.transfer.is_none()
+            && !self.timeout_now_sent
+            && self.ticks < self.lease_until
     }
 
     /// Fails every read this replica holds (it is no longer leader).

@@ -183,9 +183,9 @@ impl Progress {
     /// Returns whether the leader should send an AppendEntries now.
     ///
     /// A probe or an in-flight message sent before that heartbeat and still unanswered was
-    /// probably lost: the probe is unpaused, the oldest in-flight slot freed (the follower
-    /// then rejects the gap and the leader goes back to probing). Messages sent after it are
-    /// merely slow; resending them early would only cause duplicates and spurious rejections.
+    /// probably lost: the probe is unpaused, or the follower goes back to probing from just
+    /// after its match. Messages sent after that heartbeat are merely slow; resending them
+    /// early would only cause duplicates and spurious rejections.
     pub fn on_heartbeat_response(&mut self, round: u64) -> bool {
         match self.state {
             ProgressState::Probe => {
@@ -196,9 +196,10 @@ impl Progress {
             }
             ProgressState::Replicate => match self.inflights.front() {
                 Some(first) if first.sent_round < round => {
-                    let first = *first;
-                    self.inflights.pop_front();
-                    self.inflight_bytes -= first.bytes;
+                    // Probably lost: resend everything unacknowledged, probing from the
+                    // match (skipping ahead would only make the follower reject the gap).
+                    self.next_index = self.match_index.next();
+                    self.become_probe();
                     true
                 }
                 Some(_) => false,

@@ -26,22 +26,16 @@ pub struct Ready {
     pub entries: Vec<Entry>,
     /// Messages that may be sent at once (a leader's AppendEntries and heartbeats).
     pub messages: Vec<Message>,
-    /// Messages that may only be sent once this `Ready` is durable (votes, responses that
-    /// acknowledge entries, anything sent while the term or vote is not yet durable).
+    /// Messages that may only be sent once `on_persisted(id)` was called for this `Ready`,
+    /// i.e. once it and every earlier `Ready` are durable — even when this one carries
+    /// nothing to persist itself (votes, responses that acknowledge entries, anything sent
+    /// while the term or vote is not yet durable may depend on an earlier `Ready`).
     pub persisted_messages: Vec<Message>,
     /// Committed, durable entries to apply, in index order.
     pub committed_entries: Vec<Entry>,
     /// Reads confirmed or refused. A confirmed read's index is applied once this Ready's
     /// `committed_entries` are.
     pub read_states: Vec<ReadState>,
-}
-
-impl Ready {
-    /// Whether the driver must persist anything before `persisted_messages` may go.
-    #[must_use]
-    pub fn must_persist(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty()
-    }
 }
 
 /// The answer to one `read_index` call.

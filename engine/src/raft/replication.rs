@@ -328,8 +328,10 @@ impl RaftGroup {
             .iter()
             .any(|(peer, pr)| *peer == transfer.to && pr.match_index == last_index);
         if caught_up {
-            // Our lease ends here: the target's election ignores leases.
+            // Our lease ends here, for the rest of the term: the target's election ignores
+            // leases, and the message may arrive late, even after the transfer was abandoned.
             self.lease_until = 0;
+            self.timeout_now_sent = true;
             let term = self.term;
             self.send(transfer.to, term, MessageBody::TimeoutNow);
         }

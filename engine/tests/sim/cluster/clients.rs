@@ -96,6 +96,7 @@ impl Simulation {
                     incarnation: at_incarnation,
                     index,
                     term,
+                    data_hash: proposed_hash,
                 },
             )) = &self.clients[client].pending
             else {
@@ -107,6 +108,12 @@ impl Simulation {
             }
             let slot = *slot;
             if *index == entry.index && *term == entry.term {
+                if *proposed_hash != hash {
+                    self.fail(format!(
+                        "the entry applied at {index:?}@{term:?} is not the one proposed there"
+                    ));
+                    return;
+                }
                 self.history[slot].output = output.expect("client entries are Normal");
                 self.history[slot].complete = Some(self.now_us);
             } else if *index >= entry.index && *term < entry.term {
@@ -246,6 +253,7 @@ impl Simulation {
                     incarnation,
                     index: proposed.index,
                     term: proposed.term,
+                    data_hash: data_hash(raft.entry(proposed.index).expect("just appended")),
                 }),
                 Err(ProposeError::NotLeader { leader }) => Err(leader),
                 Err(ProposeError::TransferInProgress { .. }) => Err(None),

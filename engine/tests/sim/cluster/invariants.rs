@@ -81,7 +81,7 @@ impl Simulation {
                 .find(|(index, (term, _))| raft.entry_term(**index) != Some(*term));
             if let Some((index, (term, _))) = missing {
                 let message = format!(
-                    "Leader Completeness: new leader {node} of group {group} lacks committed {index:?}@{term:?}"
+                    "Leader Completeness: new leader {node} of group {group} lacks {index:?}@{term:?}, applied elsewhere"
                 );
                 self.fail(message);
             }
