@@ -201,6 +201,11 @@ pub(crate) struct Simulation {
     history: Vec<Operation>,
     /// Operations known not to have happened (refused, or their entry was replaced).
     history_void: Vec<bool>,
+    /// When each operation was invoked, in simulated µs (for client timeouts).
+    history_invoked_us: Vec<u64>,
+    /// The history's clock: strictly increasing across every invocation and completion, so
+    /// that two things done in the same simulated µs are still ordered as they happened.
+    history_stamp: u64,
     next_read_ctx: u64,
     // Invariant state.
     leaders: HashMap<(usize, Term), usize>,
@@ -265,6 +270,8 @@ impl Simulation {
             faults_on: true,
             history: Vec::new(),
             history_void: Vec::new(),
+            history_invoked_us: Vec::new(),
+            history_stamp: 0,
             next_read_ctx: 1,
             leaders: HashMap::new(),
             entries_seen: HashMap::new(),
@@ -350,6 +357,12 @@ impl Simulation {
             last_commit: LogIndex(0),
             last_term: disk_hard_state.term,
         }
+    }
+
+    /// The next tick of the history's clock.
+    fn stamp(&mut self) -> u64 {
+        self.history_stamp += 1;
+        self.history_stamp
     }
 
     fn schedule(&mut self, at_us: u64, event: Event) {
@@ -575,7 +588,7 @@ impl Simulation {
         if self.rng.chance(self.params.partition_per_mille) {
             self.cut.clear();
             self.totals.partitions += 1;
-            match self.rng.range(0, 3) {
+            match self.rng.range(0, 4) {
                 0 => {
                     // Symmetric: split the nodes in two random sides.
                     let side: Vec<bool> = (0..nodes).map(|_| self.rng.chance(500)).collect();
@@ -597,6 +610,21 @@ impl Simulation {
                         } else {
                             (node, other)
                         });
+                    }
+                }
+                2 => {
+                    // Partial: every link cut on its own with probability 1/3, in one or both
+                    // directions (a bridge: nodes that see both sides while the sides do
+                    // not see each other).
+                    for a in 0..nodes {
+                        for b in (a + 1)..nodes {
+                            if self.rng.chance(333) {
+                                self.cut.insert((a, b));
+                                if self.rng.chance(700) {
+                                    self.cut.insert((b, a));
+                                }
+                            }
+                        }
                     }
                 }
                 _ => {} // Heal.

@@ -115,7 +115,7 @@ impl Simulation {
                     return;
                 }
                 self.history[slot].output = output.expect("client entries are Normal");
-                self.history[slot].complete = Some(self.now_us);
+                self.history[slot].complete = Some(self.stamp());
             } else if *index >= entry.index && *term < entry.term {
                 // The Proposed contract: an entry of a higher term committed at or below our
                 // index means ours never commits.
@@ -165,7 +165,7 @@ impl Simulation {
                     }
                     let key = self.history[slot].key;
                     self.history[slot].output = Output::Get(replica.kv.get(&key).copied());
-                    self.history[slot].complete = Some(self.now_us);
+                    self.history[slot].complete = Some(self.stamp());
                 }
                 Err(_) => self.history_void[slot] = true,
             }
@@ -178,7 +178,7 @@ impl Simulation {
         let next = self.now_us + self.rng.range(1_000, 30_000);
         if let Some((slot, _)) = &self.clients[client].pending {
             let slot = *slot;
-            if self.faults_on && self.now_us - self.history[slot].invoke > CLIENT_TIMEOUT_US {
+            if self.faults_on && self.now_us - self.history_invoked_us[slot] > CLIENT_TIMEOUT_US {
                 // Give up: the outcome is unknown (a read is simply dropped).
                 if self.history[slot].input == Input::Get {
                     self.history_void[slot] = true;
@@ -227,7 +227,7 @@ impl Simulation {
             key,
             input,
             output: Output::Unknown,
-            invoke: self.now_us,
+            invoke: self.stamp(),
             complete: None,
         };
         let incarnation = self.nodes[node].incarnation;
@@ -264,6 +264,7 @@ impl Simulation {
             Ok(pending) => {
                 self.history.push(operation);
                 self.history_void.push(false);
+                self.history_invoked_us.push(self.now_us);
                 self.clients[client].pending = Some((slot, pending));
                 self.clients[client].leader_hint = Some(node);
                 self.process(node, group);

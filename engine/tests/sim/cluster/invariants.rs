@@ -93,10 +93,11 @@ impl Simulation {
     pub(super) fn check_liveness(&mut self) {
         for (client, state) in self.clients.iter().enumerate() {
             if let Some((slot, _)) = &state.pending {
-                let op = &self.history[*slot];
+                let (input, invoked_us) =
+                    (self.history[*slot].input, self.history_invoked_us[*slot]);
                 self.fail(format!(
-                    "liveness: client {client} operation {:?} invoked at {} µs still pending {} µs after faults stopped",
-                    op.input, op.invoke, LIVENESS_US
+                    "liveness: client {client} operation {input:?} invoked at {invoked_us} µs still pending {} µs after faults stopped",
+                    LIVENESS_US
                 ));
                 return;
             }

@@ -225,6 +225,27 @@ fn unknown_write_can_explain_a_failed_cas() {
     assert_not_linearizable(&[put(1, 1, 0, 1), cas(2, Some(1), 3, false, 5, 6)]);
 }
 
+/// A regression test for the subset rule of the search cache (found by an independent
+/// review with a brute-force checker): the cache must not skip a configuration because of
+/// one reached with a different set of unknown operations.
+#[test]
+fn the_cache_distinguishes_which_unknown_operations_took_effect() {
+    assert_linearizable(&[
+        unknown(1, Input::Put(1), 0),
+        unknown(
+            2,
+            Input::Cas {
+                expected: None,
+                new: 1,
+            },
+            0,
+        ),
+        get(3, Some(1), 1, 2),
+        put(3, 2, 3, 4),
+        get(3, Some(1), 5, 6),
+    ]);
+}
+
 #[test]
 fn unknown_operations_can_chain() {
     // An unknown put enables an unknown CAS, whose result a read then sees.
