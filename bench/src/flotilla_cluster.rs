@@ -7,13 +7,21 @@
 use std::collections::VecDeque;
 
 use anyhow::{anyhow, bail};
-use bytes::Bytes;
 use flotilla::raft::{Config, Entry, Message, NodeId, RaftGroup, RestoredState, Role};
 
 const PEERS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
 const LEADER: usize = 0;
 /// Bound on the rounds of the drive loop, so that a stuck cluster is an error, not a hang.
 const ROUNDS_MAX: usize = 1_000_000;
+
+/// How the bench hands proposals to the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProposalInput {
+    /// A borrowed slice, copied by the core (inline when small).
+    Slice,
+    /// An owned `Bytes` per proposal, allocated by the caller (what raft-rs callers do).
+    OwnedBytes,
+}
 
 /// Three replicas of one group, node 1 leading, and the messages in flight.
 pub struct FlotillaCluster {
@@ -65,11 +73,25 @@ impl FlotillaCluster {
 
     /// Proposes `batch` entries of `payload` on the leader, then drives the cluster until the
     /// leader committed them and every replica applied them; returns how many committed.
-    pub fn propose_and_commit(&mut self, batch: usize, payload: &[u8]) -> anyhow::Result<u64> {
+    ///
+    /// With `ProposalInput::Slice` the payload is handed over as a slice (small payloads are
+    /// stored inline, large ones copied once into a shared buffer); with `OwnedBytes` each
+    /// proposal is first copied into its own `Bytes`, as raft-rs requires of its callers.
+    pub fn propose_and_commit(
+        &mut self,
+        batch: usize,
+        payload: &[u8],
+        input: ProposalInput,
+    ) -> anyhow::Result<u64> {
         let leader = &mut self.nodes[LEADER];
         let committed_before = leader.status().commit.0;
         for _ in 0..batch {
-            leader.propose(Bytes::copy_from_slice(payload))?;
+            match input {
+                ProposalInput::Slice => leader.propose(payload)?,
+                ProposalInput::OwnedBytes => {
+                    leader.propose(bytes::Bytes::copy_from_slice(payload))?
+                }
+            };
         }
         let target = leader.status().last_index.0;
         self.log_bytes += (batch * payload.len()) as u64;
@@ -145,12 +167,23 @@ mod tests {
     fn commits_and_applies_on_every_replica() {
         let mut cluster = FlotillaCluster::new(256, 1 << 20).unwrap();
         for round in 1..=3u64 {
-            assert_eq!(cluster.propose_and_commit(64, &[0u8; 16]).unwrap(), 64);
+            assert_eq!(
+                cluster
+                    .propose_and_commit(64, &[0u8; 16], ProposalInput::Slice)
+                    .unwrap(),
+                64
+            );
+            assert_eq!(
+                cluster
+                    .propose_and_commit(64, &[0u8; 16], ProposalInput::OwnedBytes)
+                    .unwrap(),
+                64
+            );
             let committed = cluster.nodes[LEADER].status().commit;
             for node in &cluster.nodes {
                 assert_eq!(node.status().applied, committed);
             }
-            assert!(cluster.applied.iter().all(|&n| n == 64 * round));
+            assert!(cluster.applied.iter().all(|&n| n == 128 * round));
         }
     }
 }

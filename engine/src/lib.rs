@@ -11,7 +11,6 @@
 //! messages are handed over directly and "persisting" is instant:
 //!
 //! ```
-//! use bytes::Bytes;
 //! use flotilla::raft::{Config, NodeId, RaftGroup, RestoredState, Role};
 //!
 //! let ids = [NodeId(1), NodeId(2), NodeId(3)];
@@ -34,7 +33,7 @@
 //!             messages.extend(ready.persisted_messages); //    ... then these may go
 //!             for entry in &ready.committed_entries {    // 4. apply
 //!                 if replica.id() == NodeId(1) && !entry.data.is_empty() {
-//!                     applied.push(entry.data.clone());
+//!                     applied.push(entry.data.to_vec());
 //!                 }
 //!             }
 //!             if let Some(last) = ready.committed_entries.last() {
@@ -48,7 +47,7 @@
 //!     }
 //!     if let Some(leader) = replicas.iter_mut().find(|r| r.status().role == Role::Leader) {
 //!         if !proposed {
-//!             leader.propose(Bytes::from_static(b"hello")).expect("leader takes proposals");
+//!             leader.propose(b"hello").expect("leader takes proposals");
 //!             proposed = true;
 //!         }
 //!     }
@@ -56,7 +55,7 @@
 //!         break;
 //!     }
 //! }
-//! assert_eq!(applied, vec![Bytes::from_static(b"hello")]);
+//! assert_eq!(applied, vec![b"hello".to_vec()]);
 //! ```
 
 pub mod raft;

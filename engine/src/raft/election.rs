@@ -6,6 +6,7 @@ use crate::raft::group::RaftGroup;
 use crate::raft::message::{
     AppendResponse, ConflictHint, Message, MessageBody, VoteKind, VoteRequest, VoteResponse,
 };
+use crate::raft::payload::Payload;
 use crate::raft::progress::Progress;
 use crate::raft::quorum::VoteResult;
 use crate::raft::ready::Role;
@@ -418,7 +419,7 @@ impl RaftGroup {
             index: next_index,
             term: self.term,
             kind: EntryKind::Noop,
-            data: bytes::Bytes::new(),
+            data: Payload::new(),
         };
         self.log.append(noop);
         self.broadcast_pending = true;

@@ -13,12 +13,11 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
-
 use crate::raft::config::{Config, ConfigError};
 use crate::raft::error::{ProposeError, ReadError, TransferError};
 use crate::raft::log::RaftLog;
 use crate::raft::message::{Message, MessageBody};
+use crate::raft::payload::Payload;
 use crate::raft::progress::Progress;
 use crate::raft::quorum::Configuration;
 use crate::raft::ready::{ReadMode, ReadState, Ready, ReadyId, Role, Status};
@@ -334,7 +333,7 @@ impl RaftGroup {
     /// # Errors
     /// `NotLeader`, `ProposalTooLarge`, `TransferInProgress`, `GroupStopping`; nothing was
     /// appended.
-    pub fn propose(&mut self, data: Bytes) -> Result<Proposed, ProposeError> {
+    pub fn propose(&mut self, data: impl Into<Payload>) -> Result<Proposed, ProposeError> {
         if self.stopping {
             return Err(ProposeError::GroupStopping);
         }
@@ -346,6 +345,7 @@ impl RaftGroup {
         if let Some(transfer) = self.transfer {
             return Err(ProposeError::TransferInProgress { to: transfer.to });
         }
+        let data = data.into();
         if data.len() > self.cfg.proposal_bytes_max {
             return Err(ProposeError::ProposalTooLarge {
                 size_bytes: data.len(),

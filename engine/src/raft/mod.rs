@@ -60,6 +60,7 @@ mod error;
 mod group;
 mod log;
 mod message;
+mod payload;
 mod progress;
 mod quorum;
 mod ready;
@@ -79,6 +80,7 @@ pub use message::{
     AppendEntries, AppendResponse, ConflictHint, Heartbeat, HeartbeatResponse, Message,
     MessageBody, VoteKind, VoteRequest, VoteResponse,
 };
+pub use payload::{PAYLOAD_INLINE_BYTES_MAX, Payload};
 pub use progress::{Progress, ProgressState};
 pub use quorum::{Configuration, VoteResult};
 pub use ready::{ReadMode, ReadState, Ready, ReadyId, Role, Status};

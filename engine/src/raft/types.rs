@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use bytes::Bytes;
+use crate::raft::payload::Payload;
 
 /// A node of the cluster (a machine running the engine), unique within the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -92,7 +92,7 @@ pub struct Entry {
     /// What it is for.
     pub kind: EntryKind,
     /// The payload (empty for a no-op).
-    pub data: Bytes,
+    pub data: Payload,
 }
 
 impl Entry {

@@ -23,7 +23,7 @@ fn entry(index: u64, term: u64) -> Entry {
         index: LogIndex(index),
         term: Term(term),
         kind: EntryKind::Normal,
-        data: Bytes::from(format!("{index}")),
+        data: Bytes::from(format!("{index}")).into(),
     }
 }
 

@@ -216,7 +216,7 @@ fn errors_are_values_for_refused_proposals_and_bad_messages() {
             index: LogIndex(9),
             term: Term(1),
             kind: crate::raft::EntryKind::Normal,
-            data: Bytes::new(),
+            data: Bytes::new().into(),
         }],
         commit: LogIndex(u64::MAX),
     };

@@ -85,7 +85,7 @@ impl Network {
                     index: crate::raft::LogIndex(k as u64 + 1),
                     term: crate::raft::Term(t),
                     kind: crate::raft::EntryKind::Normal,
-                    data: Bytes::from(format!("{}", k + 1)),
+                    data: Bytes::from(format!("{}", k + 1)).into(),
                 })
                 .collect();
             let hard_state = HardState {
