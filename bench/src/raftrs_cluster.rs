@@ -21,6 +21,9 @@ use raft::{RawNode, StateRole};
 const PEERS: [u64; 3] = [1, 2, 3];
 /// Slot of the leader in `RaftRsCluster::nodes`.
 const LEADER: usize = 0;
+/// Memory an entry costs besides its payload, roughly (index, term, kind, buffer handle), in
+/// each of the copies a replica keeps; counted so the bench can bound the clusters' memory.
+const LOG_ENTRY_OVERHEAD_BYTES: usize = 64;
 /// Bound on the rounds of the drive loop, so that a stuck cluster is an error, not a hang.
 const MAX_ROUNDS: usize = 1_000_000;
 
@@ -96,13 +99,13 @@ impl RaftRsCluster {
             .step(propose)
             .map_err(|e| anyhow!("raft-rs leader refused the proposals: {e}"))?;
         let target = leader.raft.raft_log.last_index();
-        self.log_bytes += (batch * payload.len()) as u64;
+        self.log_bytes += (batch * (payload.len() + LOG_ENTRY_OVERHEAD_BYTES)) as u64;
         self.drive_until(target)?;
         Ok(self.nodes[LEADER].raft.raft_log.committed - committed_before)
     }
 
-    /// Bytes of log held in the replicas' storage (sum of entry data lengths on the leader,
-    /// approximately), so the bench can rebuild the cluster before memory grows too large.
+    /// About how many bytes of log the cluster holds (payload plus per-entry overhead), so the
+    /// bench can rebuild the cluster before memory grows too large.
     pub fn log_bytes(&self) -> u64 {
         self.log_bytes
     }
@@ -202,6 +205,9 @@ mod tests {
             }
             assert!(cluster.applied.iter().all(|&n| n == 64 * round));
         }
-        assert_eq!(cluster.log_bytes(), 3 * 64 * 16);
+        assert_eq!(
+            cluster.log_bytes(),
+            3 * 64 * (16 + LOG_ENTRY_OVERHEAD_BYTES as u64)
+        );
     }
 }
