@@ -327,6 +327,12 @@ fn leaders_commit_by_majority_match_only_entries_of_their_term() {
     }));
     network.settle();
     assert_eq!(network.node(1).status().role, Role::Leader);
+    // Node 2 acknowledges index 2 (which it holds): leader (3, durable) and node 2 (2) make
+    // a majority at index 2, but its entry is of term 2.
+    let ack = MessageBody::AppendResponse(AppendResponse::Accepted {
+        match_index: LogIndex(2),
+    });
+    network.node(1).step(message(2, 1, 3, ack)).expect("valid");
     assert_eq!(
         network.node(1).status().commit,
         LogIndex(0),

@@ -1,7 +1,7 @@
 //! The scenarios of Figures 7 and 8 of the Raft paper.
 
 use super::network::Network;
-use crate::raft::{AppendResponse, LogIndex, MessageBody, NodeId, Role};
+use crate::raft::{AppendResponse, LogIndex, Message, MessageBody, NodeId, Role, Term};
 
 /// Figure 7: a leader of term 8 and six followers (a)–(f) with missing, extra and
 /// conflicting entries. Each follower's log is made identical to the leader's, and the
@@ -100,6 +100,20 @@ fn figure_8_until_c() -> Network {
 #[test]
 fn figure_8_c_d_an_old_term_entry_on_a_majority_is_not_committed_and_may_be_overwritten() {
     let mut network = figure_8_until_c();
+    // S2 tells S1 it holds index 2 (it does, from term 2): with S1 and S3 that is a majority.
+    let ack = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(4),
+        body: MessageBody::AppendResponse(AppendResponse::Accepted {
+            match_index: LogIndex(2),
+        }),
+    };
+    network.node(1).step(ack).expect("valid");
+    assert_eq!(
+        network.node(1).progress(NodeId(3)).map(|pr| pr.match_index),
+        Some(LogIndex(2))
+    );
     assert!(
         network.node(1).status().commit < LogIndex(2),
         "Figure 8 rule: index 2 is not committed by counting"
