@@ -40,24 +40,23 @@ fn pre_vote_a_partitioned_follower_rejoins_without_deposing_the_leader() {
 
 #[test]
 fn check_quorum_a_follower_in_lease_ignores_a_higher_term_vote_request() {
-    let mut network = elected(3);
+    let mut network = Network::with_config(3, |cfg| cfg.pre_vote = false);
+    network.campaign(1);
+    network.tick_all(1);
     let term = network.node(1).status().term;
-    // Node 3 without pre-vote, partitioned, raises its term; back, it asks for votes.
+    // Node 3, partitioned (and without pre-vote), raises its term twice.
     network.isolate(3, &[1, 2]);
-    network.node(3).start_election(true);
-    network.node(3).start_election(true);
-    network.settle();
+    network.campaign(3);
+    network.campaign(3);
+    assert_eq!(network.node(3).status().term.0, term.0 + 2);
+    // Back, with a log as up-to-date as anyone's, it asks for votes in a higher term: nodes 1
+    // and 2 heard from the leader within the election timeout and ignore it.
     network.heal();
-    network.settle();
-    assert_eq!(
-        network.node(1).status().role,
-        Role::Leader,
-        "votes ignored while the leader is heard from"
-    );
-    assert!(
-        network.node(2).status().term < network.node(3).status().term
-            || network.node(1).status().term > term
-    );
+    network.campaign(3);
+    let leader = network.node(1).status();
+    assert_eq!((leader.role, leader.term), (Role::Leader, term), "the leader keeps its term");
+    assert_eq!(network.node(2).status().term, term, "the request did not even raise node 2's term");
+    assert_ne!(network.node(3).status().role, Role::Leader);
 }
 
 #[test]
