@@ -325,3 +325,45 @@ impl RaftLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::EntryKind;
+
+    fn entries(from: u64, to: u64, term: u64) -> Vec<Entry> {
+        (from..=to)
+            .map(|index| Entry {
+                index: LogIndex(index),
+                term: Term(term),
+                kind: EntryKind::Normal,
+                data: Default::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_persisted_ack_for_entries_since_replaced_does_not_cover_their_replacements() {
+        let mut log = RaftLog::restore(Vec::new(), LogIndex(0), LogIndex(0));
+        assert_eq!(
+            log.maybe_append(LogIndex(0), Term(0), entries(1, 10, 2)),
+            Some(LogIndex(10))
+        );
+        assert_eq!(log.take_unstable().len(), 10); // Ready 1: 1..=10 of term 2.
+        // A new leader replaces 7.. with a longer suffix of term 3 (Ready 2, not yet durable).
+        assert_eq!(
+            log.maybe_append(LogIndex(6), Term(2), entries(7, 12, 3)),
+            Some(LogIndex(12))
+        );
+        assert_eq!(log.take_unstable().len(), 6);
+        // Ready 1 becomes durable: index 10 now holds a different entry, which is not durable.
+        assert!(!log.on_persisted(LogIndex(10), Term(2)));
+        assert!(
+            log.persisted < LogIndex(7),
+            "persisted {} covers entries of Ready 2",
+            log.persisted
+        );
+        assert!(log.on_persisted(LogIndex(12), Term(3)));
+        assert_eq!(log.persisted, LogIndex(12));
+    }
+}

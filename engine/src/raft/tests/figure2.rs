@@ -402,6 +402,15 @@ fn append_entries_appends_only_entries_not_already_in_the_log() {
 
 #[test]
 fn append_entries_sets_commit_to_min_of_leader_commit_and_last_new_entry() {
+    // Entries after the last new one may be a stale suffix the leader has not reached yet:
+    // they must not be committed by a leader commit that is beyond them.
+    let mut network = plain_with_log(&[1, 1, 2], 3);
+    respond(&mut network, append(1, 1, vec![entry(2, 1)], 9), 2, 3);
+    assert_eq!(
+        network.node(1).status().commit,
+        LogIndex(2),
+        "not the stale index 3"
+    );
     let mut network = plain();
     respond(
         &mut network,

@@ -54,8 +54,16 @@ fn check_quorum_a_follower_in_lease_ignores_a_higher_term_vote_request() {
     network.heal();
     network.campaign(3);
     let leader = network.node(1).status();
-    assert_eq!((leader.role, leader.term), (Role::Leader, term), "the leader keeps its term");
-    assert_eq!(network.node(2).status().term, term, "the request did not even raise node 2's term");
+    assert_eq!(
+        (leader.role, leader.term),
+        (Role::Leader, term),
+        "the leader keeps its term"
+    );
+    assert_eq!(
+        network.node(2).status().term,
+        term,
+        "the request did not even raise node 2's term"
+    );
     assert_ne!(network.node(3).status().role, Role::Leader);
 }
 
@@ -139,6 +147,73 @@ fn lease_read_is_served_without_a_round_while_the_lease_holds() {
     assert_eq!(
         network.node(1).read_index(1, ReadMode::Lease),
         Err(ReadError::LeaseUnavailable)
+    );
+}
+
+#[test]
+fn lease_read_is_not_served_once_the_lease_expired() {
+    let mut network = elected(3);
+    network.tick_all(2); // A heartbeat round confirms the lease (lease_ticks = 5).
+    network.isolate(1, &[2, 3]);
+    for _ in 0..5 {
+        network.node(1).tick();
+        network.settle();
+    }
+    assert_eq!(
+        network.node(1).status().role,
+        Role::Leader,
+        "still leader, but the lease is over"
+    );
+    network
+        .node(1)
+        .read_index(10, ReadMode::Lease)
+        .expect("leader");
+    let ready = network
+        .node(1)
+        .poll_ready()
+        .expect("a heartbeat round to send");
+    assert!(
+        ready.read_states.is_empty(),
+        "an expired lease falls back to a ReadIndex round"
+    );
+}
+
+#[test]
+fn restart_guard_a_restarted_voter_ignores_votes_for_one_election_timeout() {
+    // A voter that may have promised a lease before crashing keeps the promise after restart.
+    let mut network = Network::new(3);
+    network.campaign(1);
+    network.tick_all(1);
+    let term = network.node(1).status().term;
+    network.restart(NodeId(2));
+    let request = Message {
+        from: NodeId(3),
+        to: NodeId(2),
+        term: Term(term.0 + 1),
+        body: MessageBody::RequestVote(crate::raft::VoteRequest {
+            kind: crate::raft::VoteKind::Vote,
+            last_index: LogIndex(100),
+            last_term: term,
+            transfer: false,
+        }),
+    };
+    network.node(2).step(request.clone()).expect("valid");
+    assert_eq!(
+        network.node(2).hard_state().vote,
+        Some(NodeId(1)),
+        "ignored during the guard: still the vote of the restored term"
+    );
+    assert_eq!(network.node(2).status().term, term);
+    for _ in 0..10 {
+        network.node(2).tick(); // The guard is one base election timeout (10 ticks).
+    }
+    let mut later = request;
+    later.term = Term(network.node(2).status().term.0 + 1);
+    network.node(2).step(later).expect("valid");
+    assert_eq!(
+        network.node(2).hard_state().vote,
+        Some(NodeId(3)),
+        "granted after the guard"
     );
 }
 
