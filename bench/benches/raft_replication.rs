@@ -15,7 +15,7 @@ use flotilla_bench::raftrs_cluster::RaftRsCluster;
 /// Clusters are rebuilt (outside the timed part) once their logs hold this much, so memory
 /// stays bounded and page faults of an ever-growing log do not dominate: neither compacts its
 /// log in this setup.
-const LOG_BYTES_MAX: u64 = 32 << 20;
+const LOG_BYTES_MAX: u64 = 4 << 20;
 const INFLIGHT_MESSAGES_MAX: usize = 256;
 const MESSAGE_BYTES_MAX: usize = 1 << 20;
 
