@@ -236,6 +236,11 @@ impl Wal {
     /// This blocks only when the in-flight window (64 records) is full; [`Wal::has_room`]
     /// tells beforehand. An invalid batch changes nothing and the log stays usable.
     pub fn submit(&mut self, batch: &WriteBatch) -> Result<Lsn, AppendError> {
+        self.submit_with(batch, false)
+    }
+
+    /// `submit`, writing on this thread when `blocking` and nothing is in flight.
+    fn submit_with(&mut self, batch: &WriteBatch, blocking: bool) -> Result<Lsn, AppendError> {
         self.check_running()?;
         if batch.is_empty() {
             return Ok(self.writer.submitted());
@@ -262,19 +267,19 @@ impl Wal {
         let synced_through = self.writer.durable();
         let file_offset = self.write_offset;
         let fd = self.active_segment().file.as_raw_fd();
-        let result = self.writer.write(
-            fd,
-            self.active,
-            file_offset,
-            lsn,
-            crate::usize_of(record_bytes),
-            |out| {
-                let body_end = RECORD_HEADER_BYTES + body.len();
-                out[RECORD_HEADER_BYTES..body_end].copy_from_slice(body);
-                out[body_end..].fill(0);
-                RecordHeader::encode_into(out, lsn, synced_through, body);
-            },
-        );
+        let fill = |out: &mut [u8]| {
+            let body_end = RECORD_HEADER_BYTES + body.len();
+            out[RECORD_HEADER_BYTES..body_end].copy_from_slice(body);
+            out[body_end..].fill(0);
+            RecordHeader::encode_into(out, lsn, synced_through, body);
+        };
+        let len = crate::usize_of(record_bytes);
+        let result = if blocking && self.writer.is_idle() {
+            self.writer.write_blocking(fd, file_offset, lsn, len, fill)
+        } else {
+            self.writer
+                .write(fd, self.active, file_offset, lsn, len, fill)
+        };
         if let Err(e) = result {
             return Err(self.stop(e));
         }
@@ -324,9 +329,11 @@ impl Wal {
         Ok(())
     }
 
-    /// Submits `batch` and waits until it is durable.
+    /// Submits `batch` and waits until it is durable. With nothing in flight, the record is
+    /// written and synced on this thread (`pwrite` + `fdatasync`), as a plain blocking
+    /// writer would.
     pub fn append_durable(&mut self, batch: &WriteBatch) -> Result<Lsn, AppendError> {
-        let lsn = self.submit(batch)?;
+        let lsn = self.submit_with(batch, true)?;
         self.wait_durable(lsn)?;
         Ok(lsn)
     }

@@ -151,11 +151,11 @@ fn wal(
         let build_started = Instant::now();
         maker.fill(&mut batch, batch_bytes);
         building += build_started.elapsed();
-        let lsn = wal.submit(&batch)?;
         if pipelined {
+            wal.submit(&batch)?;
             wal.poll()?;
         } else {
-            wal.wait_durable(lsn)?;
+            wal.append_durable(&batch)?;
         }
         run.bytes += batch.body_bytes() as u64;
         run.entries += batch.entry_count() as u64;

@@ -159,6 +159,76 @@ impl UringWriter {
         Ok(())
     }
 
+    /// Whether nothing is in flight (no write, no sync).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.writes.is_empty() && self.syncs.is_empty()
+    }
+
+    /// Like [`UringWriter::write`], but on this thread with `pwrite`, for a caller that is
+    /// about to block until the record is durable and has nothing in flight: handing the
+    /// write to the ring would only add a submission and a completion round (and, when the
+    /// kernel punts a buffered write to its workers, two thread wakeups) to the same work.
+    pub(crate) fn write_blocking(
+        &mut self,
+        fd: RawFd,
+        file_offset: u64,
+        lsn: Lsn,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> io::Result<()> {
+        assert_eq!(
+            lsn,
+            self.submitted.next(),
+            "records are written in lsn order"
+        );
+        assert!(
+            self.is_idle(),
+            "a blocking write with writes or syncs in flight"
+        );
+        if let Some(failure) = &self.failure {
+            return Err(io::Error::other(failure.clone()));
+        }
+        let page_offset = usize_of(file_offset % AlignedBuf::ALIGN as u64);
+        let mut buf = self.take_buffer(page_offset + len);
+        let record = &mut buf.as_mut_slice()[page_offset..page_offset + len];
+        fill(record);
+        let mut done = 0;
+        while done < len {
+            let rest = &record[done..];
+            let offset =
+                i64::try_from(file_offset + done as u64).expect("segment offsets fit in off_t");
+            // SAFETY: `rest` is an initialized slice that lives across the call; pwrite
+            // reads at most `rest.len()` bytes from it and keeps no reference.
+            let written = unsafe { libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), offset) };
+            match usize::try_from(written) {
+                Ok(0) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("short write of record {lsn}"),
+                    );
+                    return Err(self.fail(e, "write"));
+                }
+                Ok(n) => done += n,
+                Err(_) => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(self.fail(e, "write"));
+                }
+            }
+        }
+        if self.pool.len() < POOL_BUFFERS_MAX {
+            self.pool.push(buf);
+        }
+        self.submitted = lsn;
+        self.written = lsn;
+        if !self.unsynced.contains(&fd) {
+            self.unsynced.push(fd);
+        }
+        Ok(())
+    }
+
     /// Pushes a drained sync of `fd` covering everything submitted so far, whatever is in
     /// flight. The log calls this before it moves to a new segment, so that a segment is
     /// durable before anything is written to the next one.
