@@ -51,6 +51,9 @@ struct Params {
     crash_per_mille: u64,
     partition_per_mille: u64,
     transfer_per_mille: u64,
+    /// Per mille of new leaders cut off from everyone shortly after their election: terms
+    /// end with their first entries half replicated (the setting of the paper's Figure 8).
+    leader_churn_per_mille: u64,
     lease_reads: bool,
     lease_ticks: u32,
     /// Per mille of messages delayed 1–3 election timeouts (a long tail).
@@ -79,6 +82,10 @@ enum Event {
         client: usize,
     },
     Fault,
+    /// Leader churn: cut `node` off from everyone (a fresh leader losing its network).
+    IsolateNewLeader {
+        node: usize,
+    },
     Restart {
         node: usize,
     },
@@ -210,7 +217,12 @@ pub(crate) struct Simulation {
     // Invariant state.
     leaders: HashMap<(usize, Term), usize>,
     entries_seen: HashMap<(usize, LogIndex, Term), (u64, Term)>,
-    applied_global: Vec<BTreeMap<LogIndex, (Term, u64)>>,
+    /// Per group, every entry applied anywhere: its term, payload hash, and the highest
+    /// leader term known when it was first applied (the term that committed it is at most
+    /// that).
+    applied_global: Vec<BTreeMap<LogIndex, (Term, u64, Term)>>,
+    /// Per group, the highest term any leader was elected in so far.
+    leader_term_max: Vec<Term>,
     failure: Option<String>,
     totals: Totals,
     /// `SIM_TRACE=1`: print every delivered message.
@@ -240,6 +252,7 @@ impl Simulation {
             crash_per_mille: rng.pick(&[0, 200, 400, 700]),
             partition_per_mille: rng.pick(&[0, 300, 600]),
             transfer_per_mille: rng.pick(&[0, 100, 300]),
+            leader_churn_per_mille: rng.pick(&[0, 0, 200, 500]),
             lease_reads: rng.chance(500),
             lease_ticks: rng.pick(&LEASE_TICKS),
             slow_message_per_mille: rng.pick(&[0, 0, 10, 50]),
@@ -276,6 +289,7 @@ impl Simulation {
             leaders: HashMap::new(),
             entries_seen: HashMap::new(),
             applied_global: (0..params.groups).map(|_| BTreeMap::new()).collect(),
+            leader_term_max: (0..params.groups).map(|_| Term(0)).collect(),
             failure: None,
             totals: Totals::default(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
@@ -468,6 +482,16 @@ impl Simulation {
             }
             Event::Client { client } => self.client_step(client),
             Event::Fault => self.inject_fault(),
+            Event::IsolateNewLeader { node } => {
+                if self.faults_on {
+                    self.cut.clear();
+                    for other in (0..self.nodes.len()).filter(|&other| other != node) {
+                        self.cut.insert((node, other));
+                        self.cut.insert((other, node));
+                    }
+                    self.totals.partitions += 1;
+                }
+            }
             Event::Restart { node } => self.restart(node),
             Event::Heal => {
                 self.faults_on = false;
@@ -652,6 +676,9 @@ impl Simulation {
     }
 
     fn crash(&mut self, node: usize) {
+        if self.trace {
+            println!("{} µs CRASH n{}", self.now_us, node + 1);
+        }
         self.totals.crashes += 1;
         let state = &mut self.nodes[node];
         state.alive = false;
@@ -678,6 +705,9 @@ impl Simulation {
     fn restart(&mut self, node: usize) {
         if self.nodes[node].alive {
             return;
+        }
+        if self.trace {
+            println!("{} µs RESTART n{}", self.now_us, node + 1);
         }
         let groups = self.nodes[node].replicas.len();
         for group in 0..groups {

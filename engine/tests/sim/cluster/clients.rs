@@ -63,7 +63,7 @@ impl Simulation {
         let hash = data_hash(entry);
         // State Machine Safety: no two nodes apply different entries at one index.
         match self.applied_global[group].get(&entry.index) {
-            Some(&(term, other)) if term != entry.term || other != hash => {
+            Some(&(term, other, _)) if term != entry.term || other != hash => {
                 self.fail(format!(
                     "State Machine Safety: group {group} node {node} applied {:?}@{:?} where another node applied {term:?}",
                     entry.index, entry.term
@@ -72,7 +72,12 @@ impl Simulation {
             }
             _ => {}
         }
-        self.applied_global[group].insert(entry.index, (entry.term, hash));
+        let committed_by_at_most = self.leader_term_max[group];
+        self.applied_global[group].entry(entry.index).or_insert((
+            entry.term,
+            hash,
+            committed_by_at_most,
+        ));
         let replica = &mut self.nodes[node].replicas[group];
         if entry.index != replica.applied.next() {
             let applied = replica.applied;

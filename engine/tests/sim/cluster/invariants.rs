@@ -4,7 +4,7 @@
 
 use flotilla::raft::{Entry, Role};
 
-use super::{LIVENESS_US, Simulation, data_hash};
+use super::{Event, LIVENESS_US, Simulation, data_hash};
 use crate::linearizability::{self, Operation};
 
 impl Simulation {
@@ -70,16 +70,36 @@ impl Simulation {
             Some(_) => {}
             None => {
                 self.leaders.insert((group, status.term), node);
+                self.leader_term_max[group] = self.leader_term_max[group].max(status.term);
                 self.totals.elections += 1;
             }
         }
+        if !was_leader && self.trace {
+            println!(
+                "{} µs LEADER n{} g{group} {:?} last {:?} commit {:?}",
+                self.now_us,
+                node + 1,
+                status.term,
+                status.last_index,
+                status.commit
+            );
+        }
+        if !was_leader && self.faults_on && self.rng.chance(self.params.leader_churn_per_mille) {
+            let at = self.now_us + self.rng.range(0, 20_000);
+            self.schedule(at, Event::IsolateNewLeader { node });
+        }
         if !was_leader {
-            // Leader Completeness: a new leader holds every entry applied anywhere.
+            // Leader Completeness: a leader of term T holds every entry committed in a term
+            // below T. An entry applied when no leader above term B had been elected was
+            // committed in a term at most B, so a new leader of a term above B must hold it.
+            // (A leader of an older term may still be elected late, without it.)
             let raft = &self.nodes[node].replicas[group].raft;
             let missing = self.applied_global[group]
                 .iter()
-                .find(|(index, (term, _))| raft.entry_term(**index) != Some(*term));
-            if let Some((index, (term, _))) = missing {
+                .find(|(index, (term, _, bound))| {
+                    status.term > *bound && raft.entry_term(**index) != Some(*term)
+                });
+            if let Some((index, (term, _, _))) = missing {
                 let message = format!(
                     "Leader Completeness: new leader {node} of group {group} lacks {index:?}@{term:?}, applied elsewhere"
                 );
