@@ -10,7 +10,7 @@ use crate::raft::payload::Payload;
 use crate::raft::progress::Progress;
 use crate::raft::quorum::VoteResult;
 use crate::raft::ready::Role;
-use crate::raft::types::{Entry, EntryKind, LogIndex, NodeId, Term};
+use crate::raft::types::{Entry, EntryKind, LogIndex, NodeId, TERM_MAX, Term};
 
 impl RaftGroup {
     /// Takes one message from a peer. Stale, duplicated and reordered messages are handled
@@ -43,10 +43,10 @@ impl RaftGroup {
                 reason,
             })
         };
-        if message.term == Term(u64::MAX) {
-            // No term can follow it: a peer claiming it is broken, and taking it would leave
-            // this replica unable to ever campaign.
-            return malformed("term u64::MAX");
+        if message.term > TERM_MAX {
+            // No real cluster gets there (2^62 elections); a peer claiming it is broken, and
+            // taking it would leave this replica unable to campaign without overflowing.
+            return malformed("term beyond TERM_MAX");
         }
         match &message.body {
             MessageBody::AppendEntries(append) => {

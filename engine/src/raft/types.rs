@@ -33,6 +33,11 @@ impl LogIndex {
     }
 }
 
+/// The highest term a message may carry. Terms grow by one per election, so this is never
+/// reached in practice; it leaves room for a replica's own elections above any term it
+/// accepted, so that `Term::next` cannot overflow.
+pub const TERM_MAX: Term = Term(u64::MAX >> 2);
+
 impl Term {
     /// The term after this one.
     #[must_use]

@@ -243,6 +243,47 @@ fn leadership_transfer_brings_the_target_up_to_date_then_it_takes_over() {
     );
 }
 
+/// Found by the `raft_step` fuzz target: a message with a term near u64::MAX, then a few
+/// elections, overflowed `Term::next`.
+#[test]
+fn terms_beyond_term_max_are_refused_and_elections_above_it_do_not_overflow() {
+    let mut network = Network::with_config(3, |cfg| cfg.pre_vote = false);
+    let huge = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(crate::raft::TERM_MAX.0 + 1),
+        body: MessageBody::TimeoutNow,
+    };
+    assert!(matches!(
+        network.node(1).step(huge),
+        Err(StepError::Malformed { .. })
+    ));
+    let highest = Message {
+        term: crate::raft::TERM_MAX,
+        ..huge_heartbeat()
+    };
+    network
+        .node(1)
+        .step(highest)
+        .expect("TERM_MAX itself is accepted");
+    for _ in 0..100 {
+        network.node(1).tick(); // Elections above TERM_MAX, alone: no overflow.
+    }
+    assert!(network.node(1).status().term > crate::raft::TERM_MAX);
+}
+
+fn huge_heartbeat() -> Message {
+    Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(0),
+        body: MessageBody::Heartbeat(crate::raft::Heartbeat {
+            commit: LogIndex(0),
+            read_round: 0,
+        }),
+    }
+}
+
 #[test]
 fn errors_are_values_for_refused_proposals_and_bad_messages() {
     let mut network = Network::with_config(3, |cfg| cfg.proposal_bytes_max = 4);

@@ -1,0 +1,217 @@
+//! The entry point of the `raft_step` fuzz target and of its corpus replay: one replica of a
+//! 3-voter group driven by inputs decoded from arbitrary bytes — messages of every kind
+//! (well-formed, stale, duplicated, from strangers, with absurd terms and indexes), ticks,
+//! proposals, reads, transfers, and persistence acknowledged in order, late or not at all.
+//!
+//! The replica must never panic: a message is either taken or refused with a `StepError`,
+//! and (under the `strict` feature, on in tests) its invariants hold after every input.
+//! **Boundary:** no I/O, no state kept between calls.
+
+use crate::raft::{
+    AppendEntries, AppendResponse, Config, ConflictHint, Entry, EntryKind, Heartbeat,
+    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, RaftGroup, ReadMode, Ready,
+    RestoredState, Term, VoteKind, VoteRequest, VoteResponse,
+};
+
+/// Reads the input a byte at a time; zeros once it is exhausted.
+struct Input<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        let byte = self.data.get(self.at).copied().unwrap_or(0);
+        self.at += 1;
+        byte
+    }
+
+    /// True for one byte value in `n`.
+    fn one_in(&mut self, n: u8) -> bool {
+        self.byte().is_multiple_of(n)
+    }
+
+    fn done(&self) -> bool {
+        self.at >= self.data.len()
+    }
+
+    /// Mostly small values, so inputs meet the replica's state; sometimes huge ones.
+    fn number(&mut self) -> u64 {
+        match self.byte() {
+            250 => u64::MAX,
+            251 => u64::MAX - 1,
+            252 => u64::from(u32::MAX),
+            byte => u64::from(byte % 24),
+        }
+    }
+
+    fn node(&mut self) -> NodeId {
+        // 1 is the replica itself, 4 a stranger.
+        NodeId(u64::from(self.byte() % 4) + 1)
+    }
+
+    fn entries(&mut self, prev_index: LogIndex, term: u64) -> Vec<Entry> {
+        let count = usize::from(self.byte() % 6);
+        let contiguous = !self.one_in(8);
+        (0..count)
+            .map(|k| Entry {
+                index: if contiguous {
+                    LogIndex(prev_index.0.saturating_add(k as u64 + 1))
+                } else {
+                    LogIndex(self.number())
+                },
+                term: Term(if contiguous { term } else { self.number() }),
+                kind: if self.one_in(2) {
+                    EntryKind::Normal
+                } else {
+                    EntryKind::Noop
+                },
+                data: vec![self.byte(); usize::from(self.byte() % 40)].into(),
+            })
+            .collect()
+    }
+
+    fn message(&mut self) -> Message {
+        let from = self.node();
+        let to = if self.one_in(16) {
+            self.node()
+        } else {
+            NodeId(1)
+        };
+        let term = self.number();
+        let body = match self.byte() % 8 {
+            0 => {
+                let prev_index = LogIndex(self.number());
+                let prev_term = Term(self.number().min(term));
+                let entries = self.entries(prev_index, term);
+                MessageBody::AppendEntries(AppendEntries {
+                    prev_index,
+                    prev_term,
+                    entries,
+                    commit: LogIndex(self.number()),
+                })
+            }
+            1 => MessageBody::AppendResponse(AppendResponse::Accepted {
+                match_index: LogIndex(self.number()),
+            }),
+            2 => MessageBody::AppendResponse(AppendResponse::Rejected {
+                rejected_index: LogIndex(self.number()),
+                hint: ConflictHint {
+                    conflict_term: (self.one_in(2)).then(|| Term(self.number())),
+                    conflict_index: LogIndex(self.number()),
+                },
+            }),
+            3 => MessageBody::RequestVote(VoteRequest {
+                kind: if self.one_in(2) {
+                    VoteKind::Vote
+                } else {
+                    VoteKind::PreVote
+                },
+                last_index: LogIndex(self.number()),
+                last_term: Term(self.number()),
+                transfer: self.one_in(4),
+            }),
+            4 => MessageBody::VoteResponse(VoteResponse {
+                kind: if self.one_in(2) {
+                    VoteKind::Vote
+                } else {
+                    VoteKind::PreVote
+                },
+                granted: !self.one_in(4),
+            }),
+            5 => MessageBody::Heartbeat(Heartbeat {
+                commit: LogIndex(self.number()),
+                read_round: self.number(),
+            }),
+            6 => MessageBody::HeartbeatResponse(HeartbeatResponse {
+                read_round: self.number(),
+            }),
+            _ => MessageBody::TimeoutNow,
+        };
+        Message {
+            from,
+            to,
+            term: Term(term),
+            body,
+        }
+    }
+}
+
+/// Drives one replica with the inputs `data` decodes to; returns how many messages it took.
+///
+/// # Panics
+/// Only if the replica breaks an invariant or panics on an input: that is the bug the
+/// fuzzer looks for.
+pub fn drive(data: &[u8]) -> usize {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut cfg = Config::new(NodeId(1), 7);
+    cfg.election_timeout_ticks = 4;
+    cfg.heartbeat_interval_ticks = 1;
+    cfg.lease_ticks = 2;
+    cfg.inflight_messages_max = 2;
+    cfg.append_entries_max = 3;
+    cfg.proposal_bytes_max = 32;
+    let mut replica =
+        RaftGroup::new(cfg, &voters, RestoredState::default()).expect("valid fuzz configuration");
+    let mut input = Input { data, at: 0 };
+    let mut unacknowledged: Vec<Ready> = Vec::new();
+    let mut taken = 0;
+    while !input.done() {
+        match input.byte() % 10 {
+            0 | 1 => {
+                for _ in 0..=input.byte() % 8 {
+                    replica.tick();
+                }
+            }
+            2 => {
+                let _ = replica.propose(vec![input.byte(); usize::from(input.byte() % 48)]);
+            }
+            3 => {
+                let mode = if input.one_in(2) {
+                    ReadMode::ReadIndex
+                } else {
+                    ReadMode::Lease
+                };
+                let _ = replica.read_index(input.number(), mode);
+            }
+            4 => {
+                let _ = replica.transfer_leader(input.node());
+            }
+            5 => {
+                if let Some(ready) = replica.poll_ready() {
+                    unacknowledged.push(ready);
+                }
+            }
+            6 => {
+                // Acknowledge a prefix of the outstanding Readies, in order, and apply.
+                let count = usize::from(input.byte()) % (unacknowledged.len() + 1);
+                for ready in unacknowledged.drain(..count) {
+                    replica.on_persisted(ready.id);
+                    if let Some(last) = ready.committed_entries.last() {
+                        replica.on_applied(last.index);
+                    }
+                }
+            }
+            7 => {
+                if input.one_in(8) {
+                    replica.stop();
+                }
+            }
+            _ => {
+                if replica.step(input.message()).is_ok() {
+                    taken += 1;
+                }
+            }
+        }
+        if unacknowledged.len() > 64 {
+            // Bound the memory: a driver persists everything eventually.
+            for ready in unacknowledged.drain(..) {
+                replica.on_persisted(ready.id);
+                if let Some(last) = ready.committed_entries.last() {
+                    replica.on_applied(last.index);
+                }
+            }
+        }
+    }
+    taken
+}
