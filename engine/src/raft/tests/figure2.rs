@@ -297,17 +297,7 @@ fn leaders_back_off_next_index_by_whole_terms_on_rejection() {
     network.campaign(1);
     assert_eq!(network.node(1).status().role, Role::Leader);
     network.tick_all(2);
-    let rejections = network
-        .delivered
-        .iter()
-        .filter(|m| {
-            m.from == NodeId(2)
-                && matches!(
-                    m.body,
-                    MessageBody::AppendResponse(AppendResponse::Rejected { .. })
-                )
-        })
-        .count();
+    let rejections = network.rejections_from(2);
     assert!(
         rejections <= 2,
         "{rejections} rejections for one conflicting term"

@@ -35,17 +35,7 @@ fn figure_7_leader_brings_every_follower_log_into_agreement() {
             expected,
             "follower ({name}) agrees with the leader"
         );
-        let rejections = network
-            .delivered
-            .iter()
-            .filter(|m| {
-                m.from == NodeId(2)
-                    && matches!(
-                        m.body,
-                        MessageBody::AppendResponse(AppendResponse::Rejected { .. })
-                    )
-            })
-            .count();
+        let rejections = network.rejections_from(2);
         assert!(
             rejections <= 3,
             "({name}): {rejections} rejections, expected at most one per conflicting term"

@@ -289,6 +289,22 @@ impl Network {
             .retain(|&(a, b)| a == NodeId(id) || b == NodeId(id));
     }
 
+    /// How many AppendEntries rejections node `id` sent among the delivered messages.
+    pub(crate) fn rejections_from(&self, id: u64) -> usize {
+        self.delivered
+            .iter()
+            .filter(|m| {
+                m.from == NodeId(id)
+                    && matches!(
+                        m.body,
+                        crate::raft::MessageBody::AppendResponse(
+                            crate::raft::AppendResponse::Rejected { .. }
+                        )
+                    )
+            })
+            .count()
+    }
+
     /// The payloads `id` applied, in order (no-ops skipped).
     pub(crate) fn applied_data(&self, id: u64) -> Vec<&[u8]> {
         self.applied[&NodeId(id)]
