@@ -612,7 +612,7 @@ impl Simulation {
         if self.rng.chance(self.params.partition_per_mille) {
             self.cut.clear();
             self.totals.partitions += 1;
-            match self.rng.range(0, 4) {
+            match self.rng.range(0, 5) {
                 0 => {
                     // Symmetric: split the nodes in two random sides.
                     let side: Vec<bool> = (0..nodes).map(|_| self.rng.chance(500)).collect();
@@ -648,6 +648,25 @@ impl Simulation {
                                     self.cut.insert((b, a));
                                 }
                             }
+                        }
+                    }
+                }
+                3 => {
+                    // A leader loses one follower only: that follower times out and runs for
+                    // election while the others still hear the leader (whose lease must keep
+                    // them from voting).
+                    let group =
+                        usize::try_from(self.rng.range(0, self.params.groups)).expect("small");
+                    let leader = (0..nodes).find(|&n| {
+                        self.nodes[n].alive
+                            && self.nodes[n].replicas[group].raft.status().role == Role::Leader
+                    });
+                    if let Some(leader) = leader {
+                        let other =
+                            usize::try_from(self.rng.range(0, nodes as u64)).expect("small");
+                        if other != leader {
+                            self.cut.insert((leader, other));
+                            self.cut.insert((other, leader));
                         }
                     }
                 }
