@@ -197,8 +197,8 @@ impl UringWriter {
             let rest = &record[done..];
             let offset =
                 i64::try_from(file_offset + done as u64).expect("segment offsets fit in off_t");
-            // SAFETY: `rest` is an initialized slice that lives across the call; pwrite
-            // reads at most `rest.len()` bytes from it and keeps no reference.
+            // pwrite keeps no reference to the buffer after it returns.
+            // SAFETY: `rest` is initialized and outlives the call, which reads `rest.len()` bytes.
             let written = unsafe { libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), offset) };
             match usize::try_from(written) {
                 Ok(0) => {
@@ -314,8 +314,9 @@ impl UringWriter {
             // Every write completed, and every record not covered by a completed sync was
             // written to one of `unsynced`.
             for fd in std::mem::take(&mut self.unsynced) {
-                // SAFETY: `fd` belongs to a segment file the log keeps open while the
-                // writer lives (the writer is dropped first); fdatasync touches no memory.
+                // The log keeps every segment file open while the writer lives (the writer is
+                // dropped first); fdatasync touches no memory.
+                // SAFETY: `fd` is an open segment file descriptor (above).
                 let synced = unsafe { libc::fdatasync(fd) };
                 if synced != 0 {
                     return Err(self.fail(io::Error::last_os_error(), "fdatasync"));
