@@ -185,12 +185,7 @@ pub fn drive(data: &[u8]) -> usize {
             6 => {
                 // Acknowledge a prefix of the outstanding Readies, in order, and apply.
                 let count = usize::from(input.byte()) % (unacknowledged.len() + 1);
-                for ready in unacknowledged.drain(..count) {
-                    replica.on_persisted(ready.id);
-                    if let Some(last) = ready.committed_entries.last() {
-                        replica.on_applied(last.index);
-                    }
-                }
+                acknowledge(&mut replica, unacknowledged.drain(..count));
             }
             7 => {
                 if input.one_in(8) {
@@ -205,13 +200,18 @@ pub fn drive(data: &[u8]) -> usize {
         }
         if unacknowledged.len() > 64 {
             // Bound the memory: a driver persists everything eventually.
-            for ready in unacknowledged.drain(..) {
-                replica.on_persisted(ready.id);
-                if let Some(last) = ready.committed_entries.last() {
-                    replica.on_applied(last.index);
-                }
-            }
+            acknowledge(&mut replica, unacknowledged.drain(..));
         }
     }
     taken
+}
+
+/// Reports Readies durable, in order, and their committed entries applied.
+fn acknowledge(replica: &mut RaftGroup, readies: impl Iterator<Item = Ready>) {
+    for ready in readies {
+        replica.on_persisted(ready.id);
+        if let Some(last) = ready.committed_entries.last() {
+            replica.on_applied(last.index);
+        }
+    }
 }

@@ -152,6 +152,11 @@ impl RaftGroup {
         }
         let hard_state = restored.hard_state;
         let log = RaftLog::restore(restored.entries, hard_state.commit, restored.applied);
+        // The restored commit may be clamped to the restored log: that is what is durable.
+        let durable = HardState {
+            commit: log.committed,
+            ..hard_state
+        };
         let mut group = RaftGroup {
             id: cfg.id,
             rng: SplitMix64::new(cfg.seed),
@@ -191,11 +196,9 @@ impl RaftGroup {
             read_states: Vec::new(),
             next_ready_id: 1,
             unacknowledged: VecDeque::new(),
-            hard_state_emitted: hard_state,
-            hard_state_persisted: hard_state,
+            hard_state_emitted: durable,
+            hard_state_persisted: durable,
         };
-        group.hard_state_emitted = group.hard_state();
-        group.hard_state_persisted = group.hard_state();
         group.reset_election_timeout();
         group.check_invariants();
         Ok(group)

@@ -29,6 +29,8 @@ pub(crate) struct Network {
     pub(crate) cut: BTreeSet<(NodeId, NodeId)>,
     /// Every message that was delivered, for assertions on traffic.
     pub(crate) delivered: Vec<Message>,
+    /// Read states released by `drive`, with the node that released them.
+    pub(crate) read_states: Vec<(NodeId, crate::raft::ReadState)>,
     /// Messages for which this returns true are dropped.
     pub(crate) drop_if: Option<DropFilter>,
     configure: fn(&mut Config),
@@ -60,6 +62,7 @@ impl Network {
             queue: VecDeque::new(),
             cut: BTreeSet::new(),
             delivered: Vec::new(),
+            read_states: Vec::new(),
             drop_if: None,
             configure,
         };
@@ -153,6 +156,8 @@ impl Network {
             }
             node.on_persisted(ready.id);
             self.queue.extend(ready.persisted_messages);
+            self.read_states
+                .extend(ready.read_states.into_iter().map(|read| (id, read)));
             if let Some(last) = ready.committed_entries.last() {
                 let last_index = last.index;
                 self.applied
@@ -199,40 +204,20 @@ impl Network {
         panic!("network did not settle");
     }
 
-    /// Settles, recording the last read state node `id` released.
+    /// Settles, recording the last read state node `id` released meanwhile.
     pub(crate) fn settle_collecting_reads(
         &mut self,
         id: u64,
         answered: &mut Option<(u64, Result<crate::raft::LogIndex, crate::raft::ReadError>)>,
     ) {
-        for _ in 0..1000 {
-            let node = self.nodes.get_mut(&NodeId(id)).expect("node exists");
-            if let Some(ready) = node.poll_ready() {
-                for read in &ready.read_states {
-                    *answered = Some((read.ctx, read.result));
-                }
-                self.queue.extend(ready.messages);
-                node.on_persisted(ready.id);
-                self.queue.extend(ready.persisted_messages);
-                if let Some(last) = ready.committed_entries.last() {
-                    node.on_applied(last.index);
-                }
-            }
-            let Some(message) = self.queue.pop_front() else {
-                return;
-            };
-            if self.cut.contains(&(message.from, message.to)) {
-                continue;
-            }
-            let to = message.to;
-            self.nodes
-                .get_mut(&to)
-                .expect("known")
-                .step(message)
-                .expect("valid");
-            if to != NodeId(id) {
-                self.drive(to);
-            }
+        self.read_states.clear();
+        self.settle();
+        let released = self
+            .read_states
+            .iter()
+            .rfind(|(node, _)| *node == NodeId(id));
+        if let Some((_, read)) = released {
+            *answered = Some((read.ctx, read.result));
         }
     }
 
