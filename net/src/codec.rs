@@ -251,6 +251,19 @@ pub struct GroupHeartbeatResponse {
     pub read_round: u64,
 }
 
+// Layout facts documented in docs/FORMATS.md ("Message batch"): a change here is a change
+// of the wire format.
+const _: () = assert!(size_of::<ArchivedMessageBatch>() == 40);
+const _: () = assert!(size_of::<ArchivedGroupMessage>() == 80);
+const _: () = assert!(size_of::<ArchivedMessageBody>() == 64);
+const _: () = assert!(size_of::<ArchivedWireEntry>() == 32);
+const _: () = assert!(size_of::<ArchivedSnapshotChunk>() == 56);
+const _: () = assert!(size_of::<ArchivedGroupHeartbeat>() == 32);
+const _: () = assert!(size_of::<ArchivedGroupHeartbeatResponse>() == 24);
+const _: () = assert!(align_of::<ArchivedMessageBatch>() == 8);
+const _: () = assert!(align_of::<ArchivedMessageBody>() == 8);
+const _: () = assert!(size_of::<rkyv::vec::ArchivedVec<u8>>() == 8);
+
 /// A batch archived after room for its frame header, ready to be stamped with its
 /// connection sequence number and written.
 ///

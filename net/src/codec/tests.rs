@@ -260,3 +260,37 @@ fn an_oversize_batch_is_refused_by_the_sender() {
     });
     assert!(matches!(encode_batch(&batch, AlignedVec::new(), 4096), Err(len) if len > 5000));
 }
+
+/// The worked example of docs/FORMATS.md ("Transport worked example"), byte for byte.
+#[test]
+fn the_worked_example_in_formats_md_is_exact() {
+    let mut batch = MessageBatch::new(1, 2);
+    batch.heartbeats.push(GroupHeartbeat {
+        group: 7,
+        term: 3,
+        commit: 10,
+        read_round: 0,
+    });
+    let mut frame = encode_batch(&batch, AlignedVec::new(), 1024).expect("fits");
+    frame.stamp(1);
+    let expected: [u64; 13] = [
+        0x0001_0001_4e54_4c46, // "FLTN", version 1, kind 1, flags 0
+        0x0386_dda8_0000_0048, // body_len 72, body_crc
+        0x0000_0000_0000_0001, // seq 1
+        0x3603_7aa5_0000_0000, // reserved, header_crc
+        7,                     // heartbeats[0]: group
+        3,                     // term
+        10,                    // commit
+        0,                     // read_round
+        1,                     // root: from
+        2,                     // to
+        0x0000_0000_ffff_ffd0, // messages: offset -48, len 0
+        0x0000_0001_ffff_ffc8, // heartbeats: offset -56, len 1
+        0x0000_0000_ffff_ffe0, // heartbeat_responses: offset -32, len 0
+    ];
+    let bytes: Vec<u8> = expected
+        .iter()
+        .flat_map(|word| word.to_le_bytes())
+        .collect();
+    assert_eq!(frame.as_bytes(), &bytes[..]);
+}
