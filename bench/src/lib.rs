@@ -8,10 +8,16 @@
 //! - `benches/raft_replication.rs`: Flotilla's Raft core against raft-rs, 3 in-memory
 //!   replicas each ([`flotilla_cluster`], [`raftrs_cluster`]).
 //!
+//! - `benches/net_codec.rs`: the transport's encode and validate+access of message
+//!   batches; `src/bin/netbench.rs`: loopback throughput of the TCP transport against a
+//!   plain socket pair ([`append_batch`] builds their batches).
+//!
 //! This library holds what the binaries and benches share: workload builders and the two
 //! in-memory clusters.
 
 pub mod flotilla_cluster;
+mod net_workload;
+pub use net_workload::append_batch;
 pub mod raftrs_cluster;
 
 use flotilla_wal::{GroupId, LogIndex, Term, WriteBatch};
