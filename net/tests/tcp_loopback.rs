@@ -376,3 +376,60 @@ fn handshake_mismatches_are_refused_on_both_sides() {
         );
     });
 }
+
+#[test]
+fn heartbeats_overtake_queued_snapshot_chunks() {
+    use flotilla_net::{GroupHeartbeat, GroupMessage, MessageBatch, MessageBody, SnapshotChunk};
+    let order = run(|| async {
+        let mut receiver = listening(config(2));
+        receiver.set_peer(NodeId(1), loopback());
+        let mut sender = TcpTransport::start(config(1), None).expect("starts");
+        sender.set_peer(NodeId(2), receiver.local_addr().expect("listens"));
+        for chunk in 0..3u64 {
+            let mut batch = MessageBatch::new(1, 2);
+            batch.messages.push(GroupMessage {
+                group: 100 + chunk,
+                term: 1,
+                body: MessageBody::SnapshotChunk(SnapshotChunk {
+                    snapshot_index: 10,
+                    snapshot_term: 1,
+                    voters: vec![1, 2, 3],
+                    learners: vec![],
+                    offset: chunk << 21,
+                    total_bytes: 3 << 21,
+                    data: bytes::Bytes::from(vec![0x5A; 2 << 20]),
+                }),
+            });
+            sender.try_send(NodeId(2), &batch).expect("queued");
+        }
+        let mut heartbeat = MessageBatch::new(1, 2);
+        heartbeat.heartbeats.push(GroupHeartbeat {
+            group: 1,
+            term: 1,
+            commit: 0,
+            read_round: 0,
+        });
+        sender.try_send(NodeId(2), &heartbeat).expect("queued");
+        let mut order = Vec::new();
+        let mut events = Vec::new();
+        while order.len() < 4 {
+            receiver.wait_events().await;
+            receiver.poll_events(&mut events);
+            for event in events.drain(..) {
+                if let TransportEvent::Received { frame, .. } = event {
+                    let batch = frame.batch();
+                    order.push(match batch.messages.first() {
+                        Some(message) => message.group.to_native(),
+                        None => batch.heartbeats[0].group.to_native(),
+                    });
+                }
+            }
+        }
+        order
+    });
+    assert_eq!(
+        order,
+        vec![1, 100, 101, 102],
+        "the heartbeat went first, chunks in order"
+    );
+}
