@@ -56,6 +56,39 @@ impl MessageBatch {
             && self.heartbeat_responses.is_empty()
     }
 
+    /// A lower bound of the archive's size: every payload byte and the fixed size of every
+    /// archived object. Lets a sender refuse an oversize batch before serializing it (rkyv's
+    /// 32-bit relative pointers could not even express one beyond 2 GiB).
+    pub fn encoded_bytes_lower_bound(&self) -> usize {
+        const BATCH: usize = 40;
+        const MESSAGE: usize = 80;
+        const ENTRY: usize = 32;
+        const HEARTBEAT: usize = 32;
+        const HEARTBEAT_RESPONSE: usize = 24;
+        let messages: usize = self
+            .messages
+            .iter()
+            .map(|message| {
+                MESSAGE
+                    + match &message.body {
+                        MessageBody::AppendEntries { entries, .. } => entries
+                            .iter()
+                            .map(|entry| ENTRY.saturating_add(entry.data.len()))
+                            .fold(0, usize::saturating_add),
+                        MessageBody::SnapshotChunk(chunk) => chunk
+                            .data
+                            .len()
+                            .saturating_add(8 * (chunk.voters.len() + chunk.learners.len())),
+                        _ => 0,
+                    }
+            })
+            .fold(0, usize::saturating_add);
+        BATCH
+            .saturating_add(messages)
+            .saturating_add(HEARTBEAT * self.heartbeats.len())
+            .saturating_add(HEARTBEAT_RESPONSE * self.heartbeat_responses.len())
+    }
+
     /// True when the batch carries a snapshot chunk: such batches travel in the bulk lane so
     /// that heartbeats and votes are not stuck behind them.
     pub fn has_snapshot_chunk(&self) -> bool {
@@ -312,18 +345,30 @@ impl EncodedFrame {
 }
 
 /// Archives `batch` into `buffer` (cleared first, then reused) after room for the frame
-/// header. Returns the encoded size if it exceeds `body_bytes_max`.
+/// header. Returns the encoded size (or a lower bound of it) if it exceeds
+/// `body_bytes_max`.
 pub fn encode_batch(
     batch: &MessageBatch,
     mut buffer: AlignedVec,
     body_bytes_max: u32,
 ) -> Result<EncodedFrame, usize> {
+    let body_bytes_max = body_bytes_max.min(FRAME_BODY_BYTES_LIMIT) as usize;
+    let lower_bound = batch.encoded_bytes_lower_bound();
+    if lower_bound > body_bytes_max {
+        return Err(lower_bound);
+    }
     buffer.clear();
     buffer.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    // Cannot fail: the archive is below the 64 MiB frame limit, far inside what rkyv's
+    // 32-bit offsets express, and writing to memory has no other failure.
     let bytes = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Panic>(batch, buffer)
         .unwrap_or_else(|never| match never {});
     let body_len = bytes.len() - FRAME_HEADER_BYTES;
-    if body_len > body_bytes_max.min(FRAME_BODY_BYTES_LIMIT) as usize {
+    debug_assert!(
+        body_len >= lower_bound,
+        "{body_len} < lower bound {lower_bound}"
+    );
+    if body_len > body_bytes_max {
         return Err(body_len);
     }
     let body_crc = crc32fast::hash(&bytes[FRAME_HEADER_BYTES..]);

@@ -68,6 +68,14 @@ pub enum FrameError {
         /// The crc of the body received.
         computed: u32,
     },
+    /// The body handed over is not as long as its header says.
+    #[error("frame body of {body_bytes} bytes under a header claiming {header_bytes}")]
+    BodyLength {
+        /// The body's length.
+        body_bytes: usize,
+        /// The header's `body_len`.
+        header_bytes: u32,
+    },
     /// The body passed its crc but is not a valid archive of a message batch.
     #[error("frame body is not a valid message batch: {0}")]
     InvalidArchive(String),
@@ -148,6 +156,16 @@ pub enum ConnectionError {
     /// Connecting or the handshake took longer than allowed.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// The peer sent nothing for the configured idle time (a quiet peer redials when it
+    /// has something to send).
+    #[error("idle for {idle_ms} ms")]
+    Idle {
+        /// The idle time allowed.
+        idle_ms: u64,
+    },
+    /// A newer connection from the same peer shard completed its handshake.
+    #[error("replaced by a newer connection from the same peer shard")]
+    Replaced,
 }
 
 /// A batch was not queued. The caller keeps its batch (it was only borrowed).

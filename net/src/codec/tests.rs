@@ -294,3 +294,33 @@ fn the_worked_example_in_formats_md_is_exact() {
         .collect();
     assert_eq!(frame.as_bytes(), &bytes[..]);
 }
+
+#[test]
+fn a_batch_beyond_what_rkyv_can_express_is_refused_before_encoding() {
+    // 3 GiB of entries that share one 1 MiB payload: refused from the size bound, without
+    // serializing (which would overflow rkyv's 32-bit offsets).
+    let payload = Bytes::from(vec![1u8; 1 << 20]);
+    let entries: Vec<WireEntry> = (0..3072)
+        .map(|index| WireEntry {
+            index,
+            term: 1,
+            kind: WireEntryKind::Normal,
+            data: payload.clone(),
+        })
+        .collect();
+    let mut batch = MessageBatch::new(1, 2);
+    batch.messages.push(GroupMessage {
+        group: 1,
+        term: 1,
+        body: MessageBody::AppendEntries {
+            prev_index: 0,
+            prev_term: 0,
+            commit: 0,
+            entries,
+        },
+    });
+    assert!(matches!(
+        encode_batch(&batch, AlignedVec::new(), u32::MAX),
+        Err(len) if len > 3 << 30
+    ));
+}

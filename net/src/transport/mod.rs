@@ -119,18 +119,29 @@ pub struct TransportConfig {
     pub send_queue_bytes_max: usize,
     /// Frames written but not yet acknowledged per connection (the pipeline depth).
     pub frames_in_flight_max: usize,
-    /// Bytes gathered into one vectored write.
+    /// Bytes gathered into one vectored write (the frame that crosses it is included).
     pub write_bytes_max: usize,
-    /// Receive buffers pooled per inbound connection.
+    /// Receive buffers pooled per inbound connection. Buffers above 1 MiB are shrunk when
+    /// reused for a smaller frame, so the pool holds about `receive_buffers_max` × 1 MiB
+    /// at rest.
     pub receive_buffers_max: usize,
     /// Inbound connections served at once.
     pub inbound_connections_max: usize,
+    /// Inbound connections still in their handshake at once (unauthenticated peers cannot
+    /// take more slots than this).
+    pub handshakes_max: usize,
+    /// Bytes of received frames not yet taken by `poll_events`; beyond this, inbound
+    /// connections stop reading and TCP pushes back on the senders.
+    pub received_bytes_pending_max: usize,
     /// Time allowed to connect.
     pub connect_timeout_ms: u64,
     /// Time allowed for the handshake.
     pub handshake_timeout_ms: u64,
     /// A connection with frames in flight and no ack for this long is closed.
     pub ack_timeout_ms: u64,
+    /// An inbound connection on which nothing arrives for this long is closed (a peer that
+    /// vanished without a reset frees its slot; a quiet one redials when it next sends).
+    pub idle_timeout_ms: u64,
     /// First delay before redialing a peer after a failure; doubles per failure.
     pub reconnect_backoff_initial_ms: u64,
     /// Cap of the redial delay.
@@ -154,9 +165,12 @@ impl TransportConfig {
             write_bytes_max: 4 << 20,
             receive_buffers_max: 16,
             inbound_connections_max: 1024,
+            handshakes_max: 64,
+            received_bytes_pending_max: 256 << 20,
             connect_timeout_ms: 1_000,
             handshake_timeout_ms: 1_000,
             ack_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
             reconnect_backoff_initial_ms: 20,
             reconnect_backoff_max_ms: 2_000,
         }
@@ -172,6 +186,11 @@ impl TransportConfig {
             ("write_bytes_max", self.write_bytes_max),
             ("receive_buffers_max", self.receive_buffers_max),
             ("inbound_connections_max", self.inbound_connections_max),
+            ("handshakes_max", self.handshakes_max),
+            (
+                "received_bytes_pending_max",
+                self.received_bytes_pending_max,
+            ),
             (
                 "connect_timeout_ms",
                 usize::from(self.connect_timeout_ms > 0),
@@ -181,6 +200,7 @@ impl TransportConfig {
                 usize::from(self.handshake_timeout_ms > 0),
             ),
             ("ack_timeout_ms", usize::from(self.ack_timeout_ms > 0)),
+            ("idle_timeout_ms", usize::from(self.idle_timeout_ms > 0)),
             (
                 "reconnect_backoff_initial_ms",
                 usize::from(self.reconnect_backoff_initial_ms > 0),

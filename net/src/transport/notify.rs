@@ -1,4 +1,5 @@
-//! A single-waiter wakeup for tasks of one glommio executor.
+//! Wakeups between tasks of one glommio executor: [`Notify`] for one waiter, [`WaitQueue`]
+//! for many.
 //!
 //! `notify` before `wait` is remembered (one pending flag), so a wakeup is never lost
 //! between a check and the wait that follows it.
@@ -31,6 +32,35 @@ impl Notify {
                 Poll::Ready(())
             } else {
                 self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Wakes every task waiting for a condition, whenever it may have changed.
+#[derive(Default)]
+pub(crate) struct WaitQueue {
+    wakers: std::cell::RefCell<Vec<Waker>>,
+}
+
+impl WaitQueue {
+    /// Wakes every waiter; each re-checks its condition.
+    pub(crate) fn wake_all(&self) {
+        let wakers = self.wakers.take();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Returns once `ready()` holds, checking it again after each `wake_all`.
+    pub(crate) async fn wait_until(&self, ready: impl Fn() -> bool) {
+        poll_fn(|cx| {
+            if ready() {
+                Poll::Ready(())
+            } else {
+                self.wakers.borrow_mut().push(cx.waker().clone());
                 Poll::Pending
             }
         })

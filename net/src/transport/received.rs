@@ -12,8 +12,9 @@
 //! put them until the log has written them and the engine drops the last payload — no
 //! copy, and no way to overwrite bytes someone still reads.
 //!
-//! This module holds the transport's one `unsafe` block (unchecked archive access after
-//! validation); the buffers themselves are safe code.
+//! This module holds one `unsafe` block (unchecked archive access after validation); the
+//! buffers themselves are safe code. (The transport's other unsafe code is the `sendmsg`
+//! call in `sys.rs`.)
 
 use std::sync::Arc;
 
@@ -29,7 +30,8 @@ use crate::frame::{FrameHeader, check_body};
 /// # Invariants
 /// - `body` is a valid archive of a [`MessageBatch`] (checked in [`ReceivedFrame::validate`],
 ///   and `Bytes` are immutable).
-/// - `body` starts at a 16-byte aligned address.
+/// - `body` starts at an address aligned for the archive (rkyv's validation checks it, so
+///   a misaligned body is refused, never misread).
 #[derive(Clone)]
 pub struct ReceivedFrame {
     body: Bytes,
@@ -37,8 +39,9 @@ pub struct ReceivedFrame {
 }
 
 impl ReceivedFrame {
-    /// Checks `body` against `header` (crc), then validates it as an archived batch.
-    /// `body` must start at a 16-byte aligned address (receive buffers do).
+    /// Checks `body` against `header` (length and crc), then validates it as an archived
+    /// batch. `body` must start at a 16-byte aligned address (receive buffers do), or
+    /// validation refuses it.
     pub fn validate(header: &FrameHeader, body: Bytes) -> Result<ReceivedFrame, FrameError> {
         check_body(header, &body)?;
         rkyv::access::<ArchivedMessageBatch, rkyv::rancor::Error>(&body)
@@ -106,10 +109,20 @@ impl AsRef<[u8]> for SharedBuffer {
     }
 }
 
+/// A free buffer larger than this, and more than twice the body it is picked for, is
+/// shrunk first, so that one huge frame does not pin its size in the pool forever.
+const BUFFER_KEEP_BYTES: usize = 1 << 20;
+
 /// A small pool of aligned receive buffers for one connection.
 ///
 /// A buffer is handed out for writing only while nothing else references it; otherwise a
-/// new one is allocated (and pooled, up to `buffers_max`).
+/// new one is allocated (and pooled, up to `buffers_max`). A body is read in steps
+/// ([`ReceiveBuffers::grow`]), so a peer that claims a large body and stalls pins only what
+/// it actually sent, plus one step.
+///
+/// # Invariants
+/// - `pool.len() <= buffers_max`.
+/// - While `in_use` is `Some(slot)`, `pool[slot]` is referenced by the pool alone.
 pub struct ReceiveBuffers {
     pool: Vec<Arc<AlignedVec>>,
     buffers_max: usize,
@@ -127,9 +140,8 @@ impl ReceiveBuffers {
         }
     }
 
-    /// A writable, zeroed-or-reused region of exactly `len` bytes in a buffer no one else
-    /// references. Call [`ReceiveBuffers::freeze`] after filling it.
-    pub fn writable(&mut self, len: usize) -> &mut [u8] {
+    /// Picks a buffer no one else references for the next body of `body_len` bytes.
+    pub fn begin(&mut self, body_len: usize) {
         let slot = match self
             .pool
             .iter()
@@ -137,17 +149,27 @@ impl ReceiveBuffers {
         {
             Some(slot) => slot,
             None if self.pool.len() < self.buffers_max => {
-                self.pool.push(Arc::new(AlignedVec::with_capacity(len)));
+                self.pool.push(Arc::new(AlignedVec::new()));
                 self.pool.len() - 1
             }
             None => {
                 // Every pooled buffer is still referenced by payloads in flight: replace
-                // one (its readers keep it alive) rather than grow without bound.
-                self.pool[0] = Arc::new(AlignedVec::with_capacity(len));
+                // one (its readers keep it alive) rather than grow the pool.
+                self.pool[0] = Arc::new(AlignedVec::new());
                 0
             }
         };
+        let buffer = Arc::get_mut(&mut self.pool[slot]).expect("only the pool references it");
+        if buffer.capacity() > BUFFER_KEEP_BYTES.max(2 * body_len) {
+            *buffer = AlignedVec::new();
+        }
         self.in_use = Some(slot);
+    }
+
+    /// The first `len` bytes of the buffer picked by [`ReceiveBuffers::begin`], grown to
+    /// `len` if needed (bytes read by earlier calls stay in place).
+    pub fn grow(&mut self, len: usize) -> &mut [u8] {
+        let slot = self.in_use.expect("begin was called first");
         let buffer = Arc::get_mut(&mut self.pool[slot]).expect("only the pool references it");
         if buffer.len() < len {
             buffer.resize(len, 0);
@@ -155,9 +177,9 @@ impl ReceiveBuffers {
         &mut buffer[..len]
     }
 
-    /// The region last returned by [`ReceiveBuffers::writable`], now shared and immutable.
+    /// The first `len` bytes of the buffer in use, now shared and immutable.
     pub fn freeze(&mut self, len: usize) -> Bytes {
-        let slot = self.in_use.take().expect("writable was called first");
+        let slot = self.in_use.take().expect("begin was called first");
         let owner = SharedBuffer(Arc::clone(&self.pool[slot]));
         Bytes::from_owner(owner).slice(..len)
     }
@@ -165,6 +187,11 @@ impl ReceiveBuffers {
     /// How many buffers the pool holds.
     pub fn pooled(&self) -> usize {
         self.pool.len()
+    }
+
+    /// Bytes held by the pool's buffers (some may also be referenced by payloads).
+    pub fn pooled_bytes(&self) -> usize {
+        self.pool.iter().map(|buffer| buffer.capacity()).sum()
     }
 }
 
@@ -175,10 +202,13 @@ mod tests {
     #[test]
     fn a_buffer_is_reused_only_when_unreferenced() {
         let mut buffers = ReceiveBuffers::new(2);
-        buffers.writable(10).copy_from_slice(b"0123456789");
-        let first = buffers.freeze(10);
-        buffers.writable(4).copy_from_slice(b"abcd");
-        let second = buffers.freeze(4);
+        let fill = |buffers: &mut ReceiveBuffers, bytes: &[u8]| {
+            buffers.begin(bytes.len());
+            buffers.grow(bytes.len()).copy_from_slice(bytes);
+            buffers.freeze(bytes.len())
+        };
+        let first = fill(&mut buffers, b"0123456789");
+        let second = fill(&mut buffers, b"abcd");
         assert_eq!(
             &first[..],
             b"0123456789",
@@ -187,19 +217,40 @@ mod tests {
         assert_eq!(&second[..], b"abcd");
         assert_eq!(buffers.pooled(), 2);
         drop(first);
-        buffers.writable(3).copy_from_slice(b"xyz");
-        let third = buffers.freeze(3);
+        let third = fill(&mut buffers, b"xyz");
         assert_eq!(buffers.pooled(), 2, "the freed buffer was reused");
         assert_eq!(&second[..], b"abcd");
         assert_eq!(&third[..], b"xyz");
-        // Both pooled buffers referenced: a third is allocated, the pool stays bounded.
-        buffers.writable(2).copy_from_slice(b"!!");
-        let fourth = buffers.freeze(2);
+        // Both pooled buffers referenced: another is allocated, the pool stays bounded.
+        let fourth = fill(&mut buffers, b"!!");
         assert_eq!(buffers.pooled(), 2);
         assert_eq!(
             (&second[..], &third[..], &fourth[..]),
             (&b"abcd"[..], &b"xyz"[..], &b"!!"[..])
         );
         assert_eq!(fourth.as_ptr() as usize % 16, 0, "bodies start aligned");
+    }
+
+    #[test]
+    fn a_body_grows_in_steps_and_a_huge_free_buffer_shrinks() {
+        let mut buffers = ReceiveBuffers::new(1);
+        buffers.begin(8 << 20);
+        buffers.grow(3).copy_from_slice(b"abc");
+        buffers.grow(6)[3..].copy_from_slice(b"def");
+        assert!(
+            buffers.pooled_bytes() < 1 << 20,
+            "nothing sized for the claim up front"
+        );
+        buffers.grow(8 << 20);
+        let big = buffers.freeze(8 << 20);
+        assert_eq!(&big[..6], b"abcdef");
+        drop(big);
+        buffers.begin(100);
+        assert!(
+            buffers.pooled_bytes() < 1 << 20,
+            "the 8 MiB buffer was let go"
+        );
+        buffers.grow(100);
+        assert_eq!(buffers.freeze(100).len(), 100);
     }
 }

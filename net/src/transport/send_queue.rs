@@ -1,8 +1,9 @@
 //! The bounded per-peer send queue, in two lanes, and the pool of spare encode buffers.
 //!
 //! Urgent frames (votes, heartbeats, appends: everything but snapshot chunks) always go
-//! first; a bulk frame (a snapshot chunk) is written only when no urgent frame waits, one
-//! at a time, so a heartbeat waits behind at most one chunk. The queue is bounded in frames
+//! first; a bulk frame (a snapshot chunk) is written only when no urgent frame waits, and
+//! the connection keeps at most one bulk frame unacknowledged, so a heartbeat waits behind
+//! at most one chunk. The queue is bounded in frames
 //! and bytes: when full, the caller is told (`QueueFull`) instead of the queue growing.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,9 @@ use crate::transport::FrameId;
 
 /// Spare encode buffers kept per peer for reuse.
 const SPARE_BUFFERS_MAX: usize = 8;
+
+/// A written frame's buffer larger than this is freed rather than kept for reuse.
+const SPARE_BUFFER_BYTES_MAX: usize = 4 << 20;
 
 /// A frame waiting to be written.
 pub(crate) struct QueuedFrame {
@@ -84,6 +88,11 @@ impl SendQueue {
         Some(queued)
     }
 
+    /// Whether [`SendQueue::pop`] with `bulk_allowed` would return a frame.
+    pub(crate) fn has_ready(&self, bulk_allowed: bool) -> bool {
+        !self.urgent.is_empty() || (bulk_allowed && !self.bulk.is_empty())
+    }
+
     /// Drops every queued frame, returning their ids in order.
     pub(crate) fn drain_ids(&mut self) -> Vec<FrameId> {
         let mut ids: Vec<FrameId> = self
@@ -112,8 +121,9 @@ impl SendQueue {
 
     /// Returns a written frame's buffer for reuse.
     pub(crate) fn recycle(&mut self, frame: EncodedFrame) {
-        if self.spare.len() < SPARE_BUFFERS_MAX {
-            self.spare.push(frame.into_buffer());
+        let buffer = frame.into_buffer();
+        if self.spare.len() < SPARE_BUFFERS_MAX && buffer.capacity() <= SPARE_BUFFER_BYTES_MAX {
+            self.spare.push(buffer);
         }
     }
 }

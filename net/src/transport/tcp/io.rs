@@ -50,8 +50,9 @@ pub(super) async fn read_handshake_frame(
     Ok((header.kind, body))
 }
 
-/// Writes one control frame (handshake or ack) in one piece.
+/// Writes one control frame (handshake or ack) on `writer`, whose socket is `fd`.
 pub(super) async fn write_control_frame(
+    fd: RawFd,
     writer: &mut (impl AsyncWrite + Unpin),
     kind: FrameKind,
     seq: u64,
@@ -62,15 +63,13 @@ pub(super) async fn write_control_frame(
     assert!(body.len() <= HANDSHAKE_BODY_BYTES_MAX as usize);
     frame[..FRAME_HEADER_BYTES].copy_from_slice(&header);
     frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + body.len()].copy_from_slice(body);
-    writer
-        .write_all(&frame[..FRAME_HEADER_BYTES + body.len()])
-        .await?;
-    Ok(())
+    write_all_vectored(fd, writer, &[&frame[..FRAME_HEADER_BYTES + body.len()]]).await
 }
 
 /// Writes every slice, in order, gathering them into as few `sendmsg` calls as the socket
 /// allows. When the socket buffer is full, waits for room through the stream's own write
-/// (which writes part of the first slice), then goes back to gathering.
+/// (which writes part of the first slice), then goes back to gathering. `fd` must be the
+/// socket of `writer`, which the caller keeps open for the duration.
 pub(super) async fn write_all_vectored(
     fd: RawFd,
     writer: &mut (impl AsyncWrite + Unpin),
@@ -80,11 +79,16 @@ pub(super) async fn write_all_vectored(
     let mut first = 0; // the first slice not fully written
     let mut offset = 0; // bytes of `slices[first]` already written
     let mut window: [&[u8]; WRITE_IOVECS_MAX] = [&[]; WRITE_IOVECS_MAX];
+    // Skip empty slices so that the first slice of each call has bytes to write.
+    while first < slices.len() && slices[first].is_empty() {
+        first += 1;
+    }
     while first < slices.len() {
         let count = slices.len() - first;
         window[0] = &slices[first][offset..];
         window[1..count].copy_from_slice(&slices[first + 1..]);
         let written = match send_vectored_nonblocking(fd, &window[..count]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
             Ok(written) => written,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 let written = writer.write(window[0]).await?;

@@ -7,7 +7,15 @@
 //! [`TransportEvent::Received`]. See [`outbound`] and [`inbound`].
 //!
 //! Everything lives on one thread: state is `Rc`/`RefCell`, tasks are glommio local tasks
-//! owned by the transport and cancelled (sockets closed) when it shuts down or is dropped.
+//! owned by the transport and cancelled when it shuts down or is dropped (glommio drops a
+//! cancelled task's future, and so closes its socket, the next time the executor runs).
+//!
+//! Memory is bounded by [`TransportConfig`]: queued frames per peer, received frames not
+//! yet polled (in bytes), pooled buffers per connection, connections and handshakes.
+//!
+//! Data and control frames are written with `MSG_NOSIGNAL`; the fallback write used when a
+//! socket buffer is full goes through glommio, which does not set it: a process embedding
+//! the transport must ignore `SIGPIPE`, as Rust programs do by default.
 //!
 //! **Boundary:** the transport never interprets messages beyond their addressing; it never
 //! blocks its thread; it never panics on what a peer sends.
@@ -16,7 +24,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
 
 use glommio::Task;
 use glommio::net::TcpListener;
@@ -24,7 +31,7 @@ use glommio::net::TcpListener;
 use crate::codec::MessageBatch;
 use crate::error::{ConnectionError, SendError, StartError};
 use crate::handshake::Hello;
-use crate::transport::notify::Notify;
+use crate::transport::notify::{Notify, WaitQueue};
 use crate::transport::send_queue::SendQueue;
 use crate::transport::{Direction, FrameId, NodeId, Transport, TransportConfig, TransportEvent};
 
@@ -32,12 +39,18 @@ mod inbound;
 mod io;
 mod outbound;
 
-/// Received frames waiting to be polled before inbound readers stop reading (TCP then
-/// pushes back on the senders).
-const RECEIVED_FRAMES_PENDING_MAX: usize = 4096;
+/// Events other than received frames kept for `poll_events` before connections closed
+/// ahead of their handshake are only logged (a port scanner must not grow memory).
+const ANONYMOUS_EVENTS_PENDING_MAX: usize = 1024;
 
-/// An inbound connection's task, with the flag it sets when it ends.
-type InboundTask = (Rc<Cell<bool>>, Task<()>);
+/// One inbound connection's task and what the accept loop and its peers need to know of it.
+struct InboundTask {
+    /// Set by the task when it ends.
+    finished: Rc<Cell<bool>>,
+    /// The peer's (node, shard) once its handshake completed.
+    peer: Rc<Cell<Option<(NodeId, u32)>>>,
+    task: Task<()>,
+}
 
 /// A [`Transport`] over TCP. Create it inside the glommio executor that will use it.
 pub struct TcpTransport {
@@ -50,7 +63,12 @@ pub(crate) struct Shared {
     pub(crate) config: TransportConfig,
     pub(crate) hello: Hello,
     events: RefCell<Vec<TransportEvent>>,
-    received_pending: Cell<usize>,
+    /// Bytes of the `Received` frames in `events`.
+    received_bytes_pending: Cell<usize>,
+    /// Inbound readers waiting for `received_bytes_pending` to drop.
+    receive_room: WaitQueue,
+    /// Inbound connections in their handshake.
+    handshakes: Cell<usize>,
     events_ready: Notify,
     peers: RefCell<HashMap<NodeId, Rc<Peer>>>,
     tasks: RefCell<Vec<Task<()>>>,
@@ -81,7 +99,9 @@ impl TcpTransport {
             config,
             hello,
             events: RefCell::new(Vec::new()),
-            received_pending: Cell::new(0),
+            received_bytes_pending: Cell::new(0),
+            receive_room: WaitQueue::default(),
+            handshakes: Cell::new(0),
             events_ready: Notify::default(),
             peers: RefCell::new(HashMap::new()),
             tasks: RefCell::new(Vec::new()),
@@ -131,7 +151,8 @@ impl TcpTransport {
         peers.insert(node, Rc::new(peer));
     }
 
-    /// Returns once at least one event is waiting for [`Transport::poll_events`].
+    /// Returns once at least one event is waiting for [`Transport::poll_events`]. One task
+    /// at a time may wait (the shard loop).
     pub async fn wait_events(&self) {
         while self.shared.events.borrow().is_empty() {
             self.shared.events_ready.wait().await;
@@ -186,16 +207,27 @@ impl Transport for TcpTransport {
     }
 
     fn poll_events(&mut self, events: &mut Vec<TransportEvent>) {
-        let mut pending = self.shared.events.borrow_mut();
-        self.shared.received_pending.set(0);
-        events.append(&mut pending);
+        events.append(&mut self.shared.events.borrow_mut());
+        self.shared.received_bytes_pending.set(0);
+        self.shared.receive_room.wake_all();
+    }
+}
+
+/// A close that happens in normal operation: an idle connection, a replaced one, or a peer
+/// that hung up with nothing in flight.
+fn is_routine(error: &ConnectionError) -> bool {
+    match error {
+        ConnectionError::Idle { .. } | ConnectionError::Replaced => true,
+        ConnectionError::Io(error) => error.kind() == std::io::ErrorKind::UnexpectedEof,
+        _ => false,
     }
 }
 
 impl Shared {
     pub(crate) fn push_event(&self, event: TransportEvent) {
-        if matches!(event, TransportEvent::Received { .. }) {
-            self.received_pending.set(self.received_pending.get() + 1);
+        if let TransportEvent::Received { frame, .. } = &event {
+            let pending = self.received_bytes_pending.get() + frame.body().len();
+            self.received_bytes_pending.set(pending);
         }
         self.events.borrow_mut().push(event);
         self.events_ready.notify();
@@ -210,12 +242,18 @@ impl Shared {
     ) {
         let node = self.config.node_id;
         match peer {
+            Some(peer) if is_routine(&error) => {
+                log::info!("node {node}: {direction:?} connection with node {peer} closed: {error}")
+            }
             Some(peer) => {
                 log::warn!("node {node}: {direction:?} connection with node {peer} closed: {error}")
             }
             None => log::warn!(
                 "node {node}: {direction:?} connection closed before the handshake: {error}"
             ),
+        }
+        if peer.is_none() && self.events.borrow().len() >= ANONYMOUS_EVENTS_PENDING_MAX {
+            return;
         }
         self.push_event(TransportEvent::ConnectionClosed {
             peer,
@@ -224,15 +262,40 @@ impl Shared {
         });
     }
 
+    /// Closes the other inbound connections from the peer shard in `peer` (a dialer that
+    /// reconnected; its old connection may be half-open).
+    fn replace_older_inbound(&self, peer: &Cell<Option<(NodeId, u32)>>) {
+        let key = peer.get();
+        let replaced: Vec<InboundTask> = {
+            let mut tasks = self.inbound_tasks.borrow_mut();
+            let (replaced, kept) = std::mem::take(&mut *tasks)
+                .into_iter()
+                .partition(|inbound| {
+                    !std::ptr::eq(Rc::as_ptr(&inbound.peer), peer)
+                        && !inbound.finished.get()
+                        && inbound.peer.get() == key
+                });
+            *tasks = kept;
+            replaced
+        };
+        for inbound in replaced {
+            let node = inbound.peer.get().map(|(node, _)| node);
+            drop(inbound.task); // cancels it; its future is dropped by the executor
+            self.report_closed(node, Direction::Inbound, ConnectionError::Replaced);
+        }
+    }
+
     pub(crate) fn is_peer(&self, node: NodeId) -> bool {
         self.peers.borrow().contains_key(&node)
     }
 
-    /// Waits while the consumer has not polled many received frames.
+    /// Waits while the consumer has not polled `received_bytes_pending_max` bytes of
+    /// received frames.
     pub(crate) async fn wait_for_room_to_receive(&self) {
-        while self.received_pending.get() >= RECEIVED_FRAMES_PENDING_MAX {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
-        }
+        let max = self.config.received_bytes_pending_max;
+        self.receive_room
+            .wait_until(|| self.received_bytes_pending.get() < max)
+            .await;
     }
 
     pub(crate) fn is_closed(&self) -> bool {

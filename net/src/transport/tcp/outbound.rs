@@ -37,8 +37,12 @@ struct ConnectionEnd {
 pub(super) async fn run_peer(shared: Rc<Shared>, peer: Rc<Peer>) {
     let config = &shared.config;
     let mut backoff_ms = config.reconnect_backoff_initial_ms;
-    // Jitter from a per-pair seed, so that two nodes that failed together redial apart.
-    let mut jitter = JitterRng(config.node_id.0.wrapping_mul(31).wrapping_add(peer.id.0) | 1);
+    // Jitter from a seed per (node, shard, peer), so that shards and nodes that failed
+    // together redial apart.
+    let seed = (config.node_id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        ^ (u64::from(config.shard) << 32)
+        ^ peer.id.0.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut jitter = JitterRng(seed | 1);
     loop {
         // Lazy: dial only when there is something to send.
         while peer.queue.borrow().is_empty() {
@@ -64,7 +68,9 @@ pub(super) async fn run_peer(shared: Rc<Shared>, peer: Rc<Peer>) {
         // Sleep between half and all of the backoff, then double it, up to the cap.
         let delay_ms = backoff_ms / 2 + jitter.below(backoff_ms / 2 + 1);
         glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
-        backoff_ms = (backoff_ms * 2).min(config.reconnect_backoff_max_ms);
+        backoff_ms = backoff_ms
+            .saturating_mul(2)
+            .min(config.reconnect_backoff_max_ms);
     }
 }
 
@@ -75,10 +81,10 @@ async fn connect_and_serve(shared: &Shared, peer: &Peer) -> ConnectionEnd {
         let stream =
             TcpStream::connect_timeout(addr, Duration::from_millis(config.connect_timeout_ms))
                 .await
-                .map_err(|error| ConnectionError::Io(std::io::Error::other(error.to_string())))?;
+                .map_err(|error| ConnectionError::Io(error.into()))?;
         stream
             .set_nodelay(true)
-            .map_err(|error| ConnectionError::Io(std::io::Error::other(error.to_string())))?;
+            .map_err(|error| ConnectionError::Io(error.into()))?;
         Ok(stream)
     };
     let mut stream = match dial.await {
@@ -91,11 +97,13 @@ async fn connect_and_serve(shared: &Shared, peer: &Peer) -> ConnectionEnd {
             };
         }
     };
+    let fd = stream.as_raw_fd();
     let handshake = with_timeout(
         config.handshake_timeout_ms,
         "waiting for the handshake",
         async {
-            write_control_frame(&mut stream, FrameKind::Hello, 0, &shared.hello.encode()).await?;
+            let hello = shared.hello.encode();
+            write_control_frame(fd, &mut stream, FrameKind::Hello, 0, &hello).await?;
             let (kind, body) = read_handshake_frame(&mut stream).await?;
             match kind {
                 FrameKind::HelloAccept => {
@@ -126,7 +134,6 @@ async fn connect_and_serve(shared: &Shared, peer: &Peer) -> ConnectionEnd {
         direction: Direction::Outbound,
     });
 
-    let fd = stream.as_raw_fd();
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let pipeline = Pipeline::default();
     let error = futures_lite::future::or(
@@ -138,7 +145,7 @@ async fn connect_and_serve(shared: &Shared, peer: &Peer) -> ConnectionEnd {
         .in_flight
         .borrow()
         .iter()
-        .map(|&(_, id)| id)
+        .map(|&(_, id, _)| id)
         .collect();
     ConnectionEnd {
         error,
@@ -150,8 +157,10 @@ async fn connect_and_serve(shared: &Shared, peer: &Peer) -> ConnectionEnd {
 /// Frames written on this connection and not yet acknowledged.
 #[derive(Default)]
 struct Pipeline {
-    /// `(connection sequence number, frame)` in write order.
-    in_flight: RefCell<VecDeque<(u64, FrameId)>>,
+    /// `(connection sequence number, frame, bulk lane)` in write order.
+    in_flight: RefCell<VecDeque<(u64, FrameId, bool)>>,
+    /// How many of `in_flight` are bulk frames (at most one).
+    bulk_in_flight: Cell<usize>,
     /// The sequence number of the last frame written.
     written_seq: Cell<u64>,
 }
@@ -172,25 +181,49 @@ async fn write_loop(
             let room = config
                 .frames_in_flight_max
                 .saturating_sub(pipeline.in_flight.borrow().len());
-            if room > 0 && !peer.queue.borrow().is_empty() {
+            let bulk_allowed = pipeline.bulk_in_flight.get() == 0;
+            if room > 0 && peer.queue.borrow().has_ready(bulk_allowed) {
                 break room;
             }
-            peer.work.wait().await;
+            // A connection with nothing to do for half the idle timeout is closed here,
+            // before the acceptor's idle timeout could close it under a frame in flight.
+            let idle_ms = config.idle_timeout_ms / 2;
+            let timed_out = futures_lite::future::or(
+                async {
+                    peer.work.wait().await;
+                    false
+                },
+                async {
+                    glommio::timer::sleep(Duration::from_millis(idle_ms)).await;
+                    true
+                },
+            )
+            .await;
+            if timed_out && pipeline.in_flight.borrow().is_empty() && peer.queue.borrow().is_empty()
+            {
+                return ConnectionError::Idle { idle_ms };
+            }
         };
         {
             let mut queue = peer.queue.borrow_mut();
             let mut in_flight = pipeline.in_flight.borrow_mut();
             let mut bytes = 0;
-            let mut bulk_taken = false;
             while batch.len() < room.min(WRITE_IOVECS_MAX) && bytes < config.write_bytes_max {
-                let Some(mut queued) = queue.pop(!bulk_taken) else {
+                // One bulk frame (a snapshot chunk) on the wire at a time: an urgent frame
+                // queued later waits behind at most that one.
+                let bulk_allowed = pipeline.bulk_in_flight.get() == 0;
+                let Some(mut queued) = queue.pop(bulk_allowed) else {
                     break;
                 };
-                bulk_taken |= queued.bulk;
+                if queued.bulk {
+                    pipeline
+                        .bulk_in_flight
+                        .set(pipeline.bulk_in_flight.get() + 1);
+                }
                 let seq = pipeline.written_seq.get() + 1;
                 pipeline.written_seq.set(seq);
                 queued.frame.stamp(seq);
-                in_flight.push_back((seq, queued.id));
+                in_flight.push_back((seq, queued.id, queued.bulk));
                 bytes += queued.frame.as_bytes().len();
                 batch.push(queued);
             }
@@ -238,7 +271,7 @@ async fn ack_loop(
             loop {
                 let written_before = pipeline.written_seq.get();
                 glommio::timer::sleep(Duration::from_millis(config.ack_timeout_ms)).await;
-                let oldest = pipeline.in_flight.borrow().front().map(|&(seq, _)| seq);
+                let oldest = pipeline.in_flight.borrow().front().map(|&(seq, _, _)| seq);
                 if oldest.is_some_and(|seq| seq <= written_before) {
                     return Err(ConnectionError::Timeout("waiting for acks"));
                 }
@@ -256,11 +289,16 @@ async fn ack_loop(
         }
         acked = seq;
         let mut in_flight = pipeline.in_flight.borrow_mut();
-        while in_flight
-            .front()
-            .is_some_and(|&(written, _)| written <= seq)
-        {
+        while let Some(&(written, _, bulk)) = in_flight.front() {
+            if written > seq {
+                break;
+            }
             in_flight.pop_front();
+            if bulk {
+                pipeline
+                    .bulk_in_flight
+                    .set(pipeline.bulk_in_flight.get() - 1);
+            }
         }
         drop(in_flight);
         peer.work.notify();
