@@ -13,7 +13,8 @@
 //! see the same machine; the table gives each round and the median ratio.
 //!
 //! Usage: `cargo run --release -p flotilla-bench --bin netbench -- [--seconds S]
-//! [--payload BYTES] [--messages N] [--rounds R]`.
+//! [--payload BYTES] [--messages N] [--rounds R] [--raw-write BYTES]` (`--raw-write` sets
+//! the raw loop's bytes per `write`, to compare with larger writes than one batch).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -34,6 +35,8 @@ struct Args {
     payload: usize,
     messages: usize,
     rounds: usize,
+    /// Bytes per `write` in the raw loop; by default one batch's payload bytes.
+    raw_write_bytes: Option<usize>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -42,6 +45,7 @@ fn parse_args() -> anyhow::Result<Args> {
         payload: 1024,
         messages: 64,
         rounds: 3,
+        raw_write_bytes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,6 +55,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--payload" => args.payload = value()?.parse().context("--payload")?,
             "--messages" => args.messages = value()?.parse().context("--messages")?,
             "--rounds" => args.rounds = value()?.parse().context("--rounds")?,
+            "--raw-write" => args.raw_write_bytes = Some(value()?.parse().context("--raw-write")?),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -78,7 +83,12 @@ impl Delivered {
 
 /// The raw baseline: the same payload bytes per write, no framing.
 fn run_raw(args: &Args) -> anyhow::Result<Delivered> {
-    let chunk = vec![7u8; args.payload * args.messages];
+    let chunk = vec![
+        7u8;
+        args.raw_write_bytes
+            .unwrap_or(args.payload * args.messages)
+            .max(1)
+    ];
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let reader = std::thread::spawn(move || -> anyhow::Result<(u64, Duration)> {
@@ -223,8 +233,12 @@ fn run_flotilla(args: &Args) -> anyhow::Result<Delivered> {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     println!(
-        "netbench: {} B entries, {} AppendEntries per batch, {} s per run, {} rounds",
-        args.payload, args.messages, args.seconds, args.rounds
+        "netbench: {} B entries, {} AppendEntries per batch, {} s per run, {} rounds, raw writes of {} B",
+        args.payload,
+        args.messages,
+        args.seconds,
+        args.rounds,
+        args.raw_write_bytes.unwrap_or(args.payload * args.messages)
     );
     println!();
     println!("| round | raw MB/s | flotilla MB/s | flotilla messages/s | ratio |");
