@@ -54,9 +54,9 @@ impl ReceivedFrame {
 
     /// The archived batch, read in place.
     pub fn batch(&self) -> &ArchivedMessageBatch {
-        // SAFETY: `validate` is the only constructor; it ran rkyv's full validation of
-        // `body` as an `ArchivedMessageBatch`, and `Bytes` never changes its bytes or their
-        // address, so the archive is still valid and aligned here.
+        // `validate` is the only constructor; it ran rkyv's full validation of `body` as an
+        // `ArchivedMessageBatch`, and `Bytes` never changes its bytes or their address.
+        // SAFETY: `body` is a validated, aligned archive of this type, unchanged since (above).
         unsafe { rkyv::access_unchecked::<ArchivedMessageBatch>(&self.body) }
     }
 

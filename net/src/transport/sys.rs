@@ -29,8 +29,9 @@ pub(crate) fn send_vectored_nonblocking(fd: RawFd, slices: &[&[u8]]) -> io::Resu
     header.msg_iov = iovecs.as_mut_ptr();
     header.msg_iovlen = slices.len();
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    // SAFETY: `header` points at `slices.len()` iovecs, each describing a live slice that
-    // outlives the call; sendmsg reads them and returns; `fd` is a socket the caller owns.
+    // `header` points at `slices.len()` iovecs, each describing a live slice that outlives
+    // the call; sendmsg only reads them, and keeps no reference after it returns.
+    // SAFETY: valid header and iovecs (above); `fd` is an open socket the caller holds.
     let sent = unsafe { libc::sendmsg(fd, &header, flags) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
