@@ -6,42 +6,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CLUSTER, config, listening, loopback, numbered_batch, run};
+use common::{
+    CLUSTER, chunk_batch, closed, config, first_group, heartbeat_batch, listening, loopback,
+    next_event, numbered_batch, run,
+};
 use flotilla_net::frame::{FRAME_HEADER_BYTES, FrameHeader, FrameKind};
 use flotilla_net::handshake::Hello;
-use flotilla_net::{
-    ConnectionError, Direction, GroupHeartbeat, GroupMessage, MessageBatch, MessageBody, NodeId,
-    SnapshotChunk, TcpTransport, Transport, TransportEvent,
-};
+use flotilla_net::{ConnectionError, Direction, NodeId, TcpTransport, Transport, TransportEvent};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-
-fn chunk_batch(number: u64, bytes: usize) -> MessageBatch {
-    let mut batch = MessageBatch::new(1, 2);
-    batch.messages.push(GroupMessage {
-        group: number,
-        term: 1,
-        body: MessageBody::SnapshotChunk(SnapshotChunk {
-            snapshot_index: 10,
-            snapshot_term: 1,
-            voters: vec![1, 2, 3],
-            learners: vec![],
-            offset: 0,
-            total_bytes: bytes as u64,
-            data: bytes::Bytes::from(vec![0x5A; bytes]),
-        }),
-    });
-    batch
-}
-
-/// The group of the first message, or of the first heartbeat.
-fn first_group(frame: &flotilla_net::ReceivedFrame) -> u64 {
-    let batch = frame.batch();
-    match batch.messages.first() {
-        Some(message) => message.group.to_native(),
-        None => batch.heartbeats[0].group.to_native(),
-    }
-}
 
 #[test]
 fn a_heartbeat_sent_while_chunks_stream_overtakes_the_chunks_not_yet_written() {
@@ -68,14 +41,9 @@ fn a_heartbeat_sent_while_chunks_stream_overtakes_the_chunks_not_yet_written() {
             }
             if !heartbeat_sent && !order.is_empty() {
                 heartbeat_sent = true;
-                let mut heartbeat = MessageBatch::new(1, 2);
-                heartbeat.heartbeats.push(GroupHeartbeat {
-                    group: 1,
-                    term: 1,
-                    commit: 0,
-                    read_round: 0,
-                });
-                sender.try_send(NodeId(2), &heartbeat).expect("queued");
+                sender
+                    .try_send(NodeId(2), &heartbeat_batch(1))
+                    .expect("queued");
             }
         }
         order
@@ -148,25 +116,6 @@ fn received_frames_nobody_polls_are_bounded_in_bytes() {
     });
 }
 
-/// Waits for an inbound `ConnectionClosed` on `transport` and returns its error.
-async fn inbound_close(transport: &mut TcpTransport) -> ConnectionError {
-    let mut events = Vec::new();
-    loop {
-        transport.wait_events().await;
-        transport.poll_events(&mut events);
-        if let Some(error) = events.drain(..).find_map(|event| match event {
-            TransportEvent::ConnectionClosed {
-                direction: Direction::Inbound,
-                error,
-                ..
-            } => Some(error),
-            _ => None,
-        }) {
-            return error;
-        }
-    }
-}
-
 #[test]
 fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
     run(|| async {
@@ -175,7 +124,7 @@ fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
         let mut receiver = listening(quick);
         receiver.set_peer(NodeId(3), loopback());
         let _silent = handshaken(receiver.local_addr().expect("listens")).await;
-        let error = inbound_close(&mut receiver).await;
+        let error = closed(&mut receiver, Some(Direction::Inbound)).await;
         assert!(
             matches!(error, ConnectionError::Idle { idle_ms: 100 }),
             "{error}"
@@ -198,27 +147,18 @@ fn an_idle_sender_closes_its_connection_first_and_redials_when_it_next_sends() {
             .try_send(NodeId(2), &numbered_batch(1, 2, 0, 1, 8))
             .expect("queued");
         // The sender closes at half the idle timeout, with nothing in flight or lost.
+        let error = next_event(&mut sender, |event| match event {
+            TransportEvent::FramesLost { .. } => panic!("an idle close lost frames"),
+            TransportEvent::ConnectionClosed { error, .. } => Some(error),
+            _ => None,
+        })
+        .await;
         let mut events = Vec::new();
-        let error = loop {
-            sender.wait_events().await;
-            sender.poll_events(&mut events);
-            assert!(
-                events
-                    .iter()
-                    .all(|event| !matches!(event, TransportEvent::FramesLost { .. }))
-            );
-            if let Some(error) = events.drain(..).find_map(|event| match event {
-                TransportEvent::ConnectionClosed { error, .. } => Some(error),
-                _ => None,
-            }) {
-                break error;
-            }
-        };
         assert!(
             matches!(error, ConnectionError::Idle { idle_ms: 100 }),
             "{error}"
         );
-        let error = inbound_close(&mut receiver).await;
+        let error = closed(&mut receiver, Some(Direction::Inbound)).await;
         assert!(
             matches!(&error, ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof),
             "{error}"
@@ -265,7 +205,7 @@ fn a_reconnecting_peer_replaces_its_old_connection() {
         receiver.set_peer(NodeId(3), loopback());
         let mut old = handshaken(addr).await;
         let _new = handshaken(addr).await;
-        let error = inbound_close(&mut receiver).await;
+        let error = closed(&mut receiver, Some(Direction::Inbound)).await;
         assert!(matches!(error, ConnectionError::Replaced), "{error}");
         // The old socket is closed by the transport.
         let mut rest = Vec::new();

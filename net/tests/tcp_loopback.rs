@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use common::{config, listening, loopback, numbered_batch, run};
+use common::{
+    chunk_batch, closed, config, first_group, heartbeat_batch, listening, loopback, next_event,
+    numbered_batch, run,
+};
 use flotilla_net::handshake::RefuseReason;
 use flotilla_net::{
     ArchivedMessageBody, ConnectionError, Direction, FrameId, HandshakeError, NodeId, SendError,
@@ -303,17 +306,7 @@ fn handshake_mismatches_are_refused_on_both_sides() {
             .try_send(NodeId(2), &numbered_batch(1, 2, 0, 1, 8))
             .expect("queued");
 
-        let mut events = Vec::new();
-        let refused = loop {
-            dialer.wait_events().await;
-            dialer.poll_events(&mut events);
-            if let Some(error) = events.drain(..).find_map(|event| match event {
-                TransportEvent::ConnectionClosed { error, .. } => Some(error),
-                _ => None,
-            }) {
-                break error;
-            }
-        };
+        let refused = closed(&mut dialer, None).await;
         assert!(
             matches!(
                 refused,
@@ -321,20 +314,7 @@ fn handshake_mismatches_are_refused_on_both_sides() {
             ),
             "{refused}"
         );
-        let seen = loop {
-            acceptor.wait_events().await;
-            acceptor.poll_events(&mut events);
-            if let Some(error) = events.drain(..).find_map(|event| match event {
-                TransportEvent::ConnectionClosed {
-                    error,
-                    direction: Direction::Inbound,
-                    ..
-                } => Some(error),
-                _ => None,
-            }) {
-                break error;
-            }
-        };
+        let seen = closed(&mut acceptor, Some(Direction::Inbound)).await;
         assert!(
             matches!(
                 seen,
@@ -350,20 +330,15 @@ fn handshake_mismatches_are_refused_on_both_sides() {
         dialer
             .try_send(NodeId(3), &numbered_batch(1, 3, 0, 1, 8))
             .expect("queued");
-        let wrong = loop {
-            dialer.wait_events().await;
-            dialer.poll_events(&mut events);
-            if let Some(error) = events.drain(..).find_map(|event| match event {
-                TransportEvent::ConnectionClosed {
-                    peer: Some(NodeId(3)),
-                    error,
-                    ..
-                } => Some(error),
-                _ => None,
-            }) {
-                break error;
-            }
-        };
+        let wrong = next_event(&mut dialer, |event| match event {
+            TransportEvent::ConnectionClosed {
+                peer: Some(NodeId(3)),
+                error,
+                ..
+            } => Some(error),
+            _ => None,
+        })
+        .await;
         assert!(
             matches!(
                 wrong,
@@ -379,37 +354,19 @@ fn handshake_mismatches_are_refused_on_both_sides() {
 
 #[test]
 fn heartbeats_overtake_queued_snapshot_chunks() {
-    use flotilla_net::{GroupHeartbeat, GroupMessage, MessageBatch, MessageBody, SnapshotChunk};
     let order = run(|| async {
         let mut receiver = listening(config(2));
         receiver.set_peer(NodeId(1), loopback());
         let mut sender = TcpTransport::start(config(1), None).expect("starts");
         sender.set_peer(NodeId(2), receiver.local_addr().expect("listens"));
-        for chunk in 0..3u64 {
-            let mut batch = MessageBatch::new(1, 2);
-            batch.messages.push(GroupMessage {
-                group: 100 + chunk,
-                term: 1,
-                body: MessageBody::SnapshotChunk(SnapshotChunk {
-                    snapshot_index: 10,
-                    snapshot_term: 1,
-                    voters: vec![1, 2, 3],
-                    learners: vec![],
-                    offset: chunk << 21,
-                    total_bytes: 3 << 21,
-                    data: bytes::Bytes::from(vec![0x5A; 2 << 20]),
-                }),
-            });
-            sender.try_send(NodeId(2), &batch).expect("queued");
+        for group in 100..103 {
+            sender
+                .try_send(NodeId(2), &chunk_batch(group, 2 << 20))
+                .expect("queued");
         }
-        let mut heartbeat = MessageBatch::new(1, 2);
-        heartbeat.heartbeats.push(GroupHeartbeat {
-            group: 1,
-            term: 1,
-            commit: 0,
-            read_round: 0,
-        });
-        sender.try_send(NodeId(2), &heartbeat).expect("queued");
+        sender
+            .try_send(NodeId(2), &heartbeat_batch(1))
+            .expect("queued");
         let mut order = Vec::new();
         let mut events = Vec::new();
         while order.len() < 4 {
@@ -417,11 +374,7 @@ fn heartbeats_overtake_queued_snapshot_chunks() {
             receiver.poll_events(&mut events);
             for event in events.drain(..) {
                 if let TransportEvent::Received { frame, .. } = event {
-                    let batch = frame.batch();
-                    order.push(match batch.messages.first() {
-                        Some(message) => message.group.to_native(),
-                        None => batch.heartbeats[0].group.to_native(),
-                    });
+                    order.push(first_group(&frame));
                 }
             }
         }

@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{CLUSTER, config, listening, loopback, numbered_batch, run};
+use common::{CLUSTER, config, listening, loopback, next_event, numbered_batch, run};
 use flotilla_net::frame::{FRAME_HEADER_BYTES, FrameHeader, FrameKind};
 use flotilla_net::handshake::{Hello, RefuseReason};
 use flotilla_net::{
@@ -71,38 +71,29 @@ async fn closed_error(
     sender: &mut TcpTransport,
     round: u64,
 ) -> ConnectionError {
-    let mut events = Vec::new();
-    let error = loop {
-        receiver.wait_events().await;
-        receiver.poll_events(&mut events);
-        let closed = events.drain(..).find_map(|event| match event {
-            TransportEvent::ConnectionClosed {
-                direction: Direction::Inbound,
-                peer,
-                error,
-            } if peer != Some(NodeId(1)) => Some(error),
-            TransportEvent::ConnectionClosed { peer, error, .. } => {
-                panic!("the good connection from {peer:?} closed: {error}")
-            }
-            _ => None,
-        });
-        if let Some(error) = closed {
-            break error;
+    let error = next_event(receiver, |event| match event {
+        TransportEvent::ConnectionClosed {
+            direction: Direction::Inbound,
+            peer,
+            error,
+        } if peer != Some(NodeId(1)) => Some(error),
+        TransportEvent::ConnectionClosed { peer, error, .. } => {
+            panic!("the good connection from {peer:?} closed: {error}")
         }
-    };
+        _ => None,
+    })
+    .await;
     sender
         .try_send(NodeId(2), &numbered_batch(1, 2, round, 1, 8))
         .expect("queued");
-    loop {
-        receiver.wait_events().await;
-        receiver.poll_events(&mut events);
-        if events.drain(..).any(|event| {
-            matches!(event, TransportEvent::Received { peer: NodeId(1), ref frame }
-                if frame.batch().messages[0].group == round)
-        }) {
-            break;
-        }
-    }
+    next_event(receiver, |event| match event {
+        TransportEvent::Received {
+            peer: NodeId(1),
+            frame,
+        } if frame.batch().messages[0].group == round => Some(()),
+        _ => None,
+    })
+    .await;
     error
 }
 

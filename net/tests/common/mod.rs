@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use flotilla_net::{
-    GroupMessage, MessageBatch, MessageBody, NodeId, TcpTransport, TransportConfig, WireEntry,
-    WireEntryKind,
+    ConnectionError, Direction, GroupHeartbeat, GroupMessage, MessageBatch, MessageBody, NodeId,
+    ReceivedFrame, SnapshotChunk, TcpTransport, Transport, TransportConfig, TransportEvent,
+    WireEntry, WireEntryKind,
 };
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -75,4 +76,80 @@ pub(crate) fn numbered_batch(
         });
     }
     batch
+}
+
+/// Waits for the first event of `transport` that `pick` maps to a value and returns it;
+/// the events polled with it that come after it are dropped.
+pub(crate) async fn next_event<T>(
+    transport: &mut TcpTransport,
+    mut pick: impl FnMut(TransportEvent) -> Option<T>,
+) -> T {
+    let mut events = Vec::new();
+    loop {
+        transport.wait_events().await;
+        transport.poll_events(&mut events);
+        for event in events.drain(..) {
+            if let Some(value) = pick(event) {
+                return value;
+            }
+        }
+    }
+}
+
+/// The error of the first connection closed on `transport` in `direction` (either
+/// direction when `None`).
+pub(crate) async fn closed(
+    transport: &mut TcpTransport,
+    direction: Option<Direction>,
+) -> ConnectionError {
+    next_event(transport, |event| match event {
+        TransportEvent::ConnectionClosed {
+            direction: closed,
+            error,
+            ..
+        } if direction.is_none_or(|wanted| wanted == closed) => Some(error),
+        _ => None,
+    })
+    .await
+}
+
+/// A batch from node 1 to node 2 holding one snapshot chunk of `bytes` bytes, for group
+/// `group`.
+pub(crate) fn chunk_batch(group: u64, bytes: usize) -> MessageBatch {
+    let mut batch = MessageBatch::new(1, 2);
+    batch.messages.push(GroupMessage {
+        group,
+        term: 1,
+        body: MessageBody::SnapshotChunk(SnapshotChunk {
+            snapshot_index: 10,
+            snapshot_term: 1,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+            offset: 0,
+            total_bytes: bytes as u64,
+            data: Bytes::from(vec![0x5A; bytes]),
+        }),
+    });
+    batch
+}
+
+/// A batch from node 1 to node 2 holding one coalesced heartbeat, for group `group`.
+pub(crate) fn heartbeat_batch(group: u64) -> MessageBatch {
+    let mut batch = MessageBatch::new(1, 2);
+    batch.heartbeats.push(GroupHeartbeat {
+        group,
+        term: 1,
+        commit: 0,
+        read_round: 0,
+    });
+    batch
+}
+
+/// The group of a frame's first message, or of its first heartbeat.
+pub(crate) fn first_group(frame: &ReceivedFrame) -> u64 {
+    let batch = frame.batch();
+    match batch.messages.first() {
+        Some(message) => message.group.to_native(),
+        None => batch.heartbeats[0].group.to_native(),
+    }
 }
