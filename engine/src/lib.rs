@@ -1,8 +1,9 @@
 //! Flotilla: a batched and pipelined multi-Raft engine.
 //!
 //! Today this crate holds the sans-I/O Raft core, [`raft`]: one replica of one group as a
-//! pure state machine. The thread-per-core runtime that drives thousands of them over the
-//! write-ahead log and the network arrives with issue 5.
+//! pure state machine, and the first piece of the runtime that will drive thousands of
+//! them over the write-ahead log and the network ([`runtime`], issue 5): the conversion
+//! between the core's messages and the transport's batches.
 //!
 //! # Driving a group
 //!
@@ -59,3 +60,4 @@
 //! ```
 
 pub mod raft;
+pub mod runtime;

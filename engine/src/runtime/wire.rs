@@ -1,0 +1,317 @@
+//! From the core's messages to the transport's batches and back.
+//!
+//! [`OutboundBatches`] gathers what a shard sends in one flush: every group's messages to
+//! one node go into that node's [`MessageBatch`], and heartbeats and their responses are
+//! coalesced into the batch's `heartbeats` / `heartbeat_responses` (one message per node
+//! pair per flush, whatever the number of groups). [`decode_batch`] turns a received,
+//! validated frame back into core [`Message`]s: entry payloads above
+//! [`PAYLOAD_INLINE_BYTES_MAX`] stay in the receive buffer ([`ReceivedFrame::payload`]),
+//! smaller ones are copied inline.
+//!
+//! **Boundary:** no check of terms or indexes here: the core's `step` refuses what is
+//! malformed. Message kinds the core does not speak yet (snapshots, read-index forwarding,
+//! configuration entries: issue 6) are reported as [`WireError::Unsupported`] and dropped,
+//! never misread.
+
+use std::collections::BTreeMap;
+
+use flotilla_net::{
+    ArchivedMessageBody, ArchivedWireEntry, ArchivedWireEntryKind, GroupHeartbeat,
+    GroupHeartbeatResponse, GroupMessage, MessageBatch, MessageBody as WireBody, ReceivedFrame,
+    WireEntry, WireEntryKind,
+};
+
+use crate::raft::{
+    AppendEntries, AppendResponse, ConflictHint, Entry, EntryKind, Heartbeat, HeartbeatResponse,
+    LogIndex, Message, MessageBody, NodeId, PAYLOAD_INLINE_BYTES_MAX, Payload, Term, VoteKind,
+    VoteRequest, VoteResponse,
+};
+
+/// A Raft group of the cluster; every message on the wire names the group it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct GroupId(pub u64);
+
+/// A message taken off the wire, for the replica of `group` on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// The group.
+    pub group: GroupId,
+    /// The message, as the core's `step` takes it.
+    pub message: Message,
+}
+
+/// A message on the wire that the core cannot take.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// A message kind the core does not speak yet; the message was dropped.
+    #[error("group {group}: {kind} is not supported by this node's Raft core yet")]
+    Unsupported {
+        /// The group it was for.
+        group: u64,
+        /// What it was.
+        kind: &'static str,
+    },
+}
+
+/// The batches of one flush, one per destination node.
+///
+/// # Invariants
+/// - Every batch is addressed from `local` to its key.
+#[derive(Debug)]
+pub struct OutboundBatches {
+    local: NodeId,
+    batches: BTreeMap<NodeId, MessageBatch>,
+}
+
+impl OutboundBatches {
+    /// Empty batches for messages sent by `local`.
+    pub fn new(local: NodeId) -> OutboundBatches {
+        OutboundBatches {
+            local,
+            batches: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `message`, sent by this node's replica of `group`.
+    pub fn push(&mut self, group: GroupId, message: &Message) {
+        assert_eq!(message.from, self.local, "a message from another node");
+        let batch = self
+            .batches
+            .entry(message.to)
+            .or_insert_with(|| MessageBatch::new(message.from.0, message.to.0));
+        let (group, term) = (group.0, message.term.0);
+        match &message.body {
+            MessageBody::Heartbeat(heartbeat) => batch.heartbeats.push(GroupHeartbeat {
+                group,
+                term,
+                commit: heartbeat.commit.0,
+                read_round: heartbeat.read_round,
+            }),
+            MessageBody::HeartbeatResponse(response) => {
+                batch.heartbeat_responses.push(GroupHeartbeatResponse {
+                    group,
+                    term,
+                    read_round: response.read_round,
+                })
+            }
+            body => batch.messages.push(GroupMessage {
+                group,
+                term,
+                body: to_wire(body),
+            }),
+        }
+    }
+
+    /// True when nothing was pushed since the last drain.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Takes every batch, in node order, leaving this empty.
+    pub fn drain(&mut self) -> impl Iterator<Item = (NodeId, MessageBatch)> + use<> {
+        std::mem::take(&mut self.batches).into_iter()
+    }
+}
+
+/// The wire form of a body that is not a heartbeat or heartbeat response.
+fn to_wire(body: &MessageBody) -> WireBody {
+    match body {
+        MessageBody::AppendEntries(append) => WireBody::AppendEntries {
+            prev_index: append.prev_index.0,
+            prev_term: append.prev_term.0,
+            commit: append.commit.0,
+            entries: append
+                .entries
+                .iter()
+                .map(|entry| WireEntry {
+                    index: entry.index.0,
+                    term: entry.term.0,
+                    kind: match entry.kind {
+                        EntryKind::Normal => WireEntryKind::Normal,
+                        EntryKind::Noop => WireEntryKind::Noop,
+                    },
+                    data: entry.data.to_bytes(),
+                })
+                .collect(),
+        },
+        MessageBody::AppendResponse(AppendResponse::Accepted { match_index }) => {
+            WireBody::AppendAccepted {
+                match_index: match_index.0,
+            }
+        }
+        MessageBody::AppendResponse(AppendResponse::Rejected {
+            rejected_index,
+            hint,
+        }) => WireBody::AppendRejected {
+            rejected_index: rejected_index.0,
+            conflict_term: hint.conflict_term.map(|term| term.0),
+            conflict_index: hint.conflict_index.0,
+        },
+        MessageBody::RequestVote(request) => WireBody::RequestVote {
+            pre_vote: request.kind == VoteKind::PreVote,
+            last_index: request.last_index.0,
+            last_term: request.last_term.0,
+            transfer: request.transfer,
+        },
+        MessageBody::VoteResponse(response) => WireBody::VoteResponse {
+            pre_vote: response.kind == VoteKind::PreVote,
+            granted: response.granted,
+        },
+        MessageBody::TimeoutNow => WireBody::TimeoutNow,
+        MessageBody::Heartbeat(_) | MessageBody::HeartbeatResponse(_) => {
+            unreachable!("heartbeats are coalesced by the caller")
+        }
+    }
+}
+
+/// Appends the messages of `frame` to `messages`, and what could not be taken to `errors`.
+/// The frame's addressing was checked by the transport.
+pub fn decode_batch(
+    frame: &ReceivedFrame,
+    messages: &mut Vec<InboundMessage>,
+    errors: &mut Vec<WireError>,
+) {
+    let batch = frame.batch();
+    let from = NodeId(batch.from.to_native());
+    let to = NodeId(batch.to.to_native());
+    let message = |term: u64, body: MessageBody| Message {
+        from,
+        to,
+        term: Term(term),
+        body,
+    };
+    for wire in batch.messages.iter() {
+        let group = wire.group.to_native();
+        match from_wire(frame, &wire.body) {
+            Ok(body) => messages.push(InboundMessage {
+                group: GroupId(group),
+                message: message(wire.term.to_native(), body),
+            }),
+            Err(kind) => errors.push(WireError::Unsupported { group, kind }),
+        }
+    }
+    for beat in batch.heartbeats.iter() {
+        let body = MessageBody::Heartbeat(Heartbeat {
+            commit: LogIndex(beat.commit.to_native()),
+            read_round: beat.read_round.to_native(),
+        });
+        messages.push(InboundMessage {
+            group: GroupId(beat.group.to_native()),
+            message: message(beat.term.to_native(), body),
+        });
+    }
+    for answer in batch.heartbeat_responses.iter() {
+        let body = MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: answer.read_round.to_native(),
+        });
+        messages.push(InboundMessage {
+            group: GroupId(answer.group.to_native()),
+            message: message(answer.term.to_native(), body),
+        });
+    }
+}
+
+/// The core's form of a wire body, or the name of a kind it does not speak.
+fn from_wire(
+    frame: &ReceivedFrame,
+    body: &ArchivedMessageBody,
+) -> Result<MessageBody, &'static str> {
+    Ok(match body {
+        ArchivedMessageBody::AppendEntries {
+            prev_index,
+            prev_term,
+            commit,
+            entries,
+        } => MessageBody::AppendEntries(AppendEntries {
+            prev_index: LogIndex(prev_index.to_native()),
+            prev_term: Term(prev_term.to_native()),
+            commit: LogIndex(commit.to_native()),
+            entries: entries
+                .iter()
+                .map(|entry| entry_from_wire(frame, entry))
+                .collect::<Result<_, _>>()?,
+        }),
+        ArchivedMessageBody::AppendAccepted { match_index } => {
+            MessageBody::AppendResponse(AppendResponse::Accepted {
+                match_index: LogIndex(match_index.to_native()),
+            })
+        }
+        ArchivedMessageBody::AppendRejected {
+            rejected_index,
+            conflict_term,
+            conflict_index,
+        } => MessageBody::AppendResponse(AppendResponse::Rejected {
+            rejected_index: LogIndex(rejected_index.to_native()),
+            hint: ConflictHint {
+                conflict_term: conflict_term.as_ref().map(|term| Term(term.to_native())),
+                conflict_index: LogIndex(conflict_index.to_native()),
+            },
+        }),
+        ArchivedMessageBody::RequestVote {
+            pre_vote,
+            last_index,
+            last_term,
+            transfer,
+        } => MessageBody::RequestVote(VoteRequest {
+            kind: vote_kind(*pre_vote),
+            last_index: LogIndex(last_index.to_native()),
+            last_term: Term(last_term.to_native()),
+            transfer: *transfer,
+        }),
+        ArchivedMessageBody::VoteResponse { pre_vote, granted } => {
+            MessageBody::VoteResponse(VoteResponse {
+                kind: vote_kind(*pre_vote),
+                granted: *granted,
+            })
+        }
+        ArchivedMessageBody::Heartbeat { commit, read_round } => {
+            MessageBody::Heartbeat(Heartbeat {
+                commit: LogIndex(commit.to_native()),
+                read_round: read_round.to_native(),
+            })
+        }
+        ArchivedMessageBody::HeartbeatResponse { read_round } => {
+            MessageBody::HeartbeatResponse(HeartbeatResponse {
+                read_round: read_round.to_native(),
+            })
+        }
+        ArchivedMessageBody::TimeoutNow => MessageBody::TimeoutNow,
+        ArchivedMessageBody::ReadIndex { .. } => return Err("ReadIndex"),
+        ArchivedMessageBody::ReadIndexResponse { .. } => return Err("ReadIndexResponse"),
+        ArchivedMessageBody::SnapshotChunk(_) => return Err("SnapshotChunk"),
+        ArchivedMessageBody::SnapshotResponse { .. } => return Err("SnapshotResponse"),
+    })
+}
+
+fn entry_from_wire(
+    frame: &ReceivedFrame,
+    entry: &ArchivedWireEntry,
+) -> Result<Entry, &'static str> {
+    let kind = match entry.kind {
+        ArchivedWireEntryKind::Normal => EntryKind::Normal,
+        ArchivedWireEntryKind::Noop => EntryKind::Noop,
+        ArchivedWireEntryKind::Config => return Err("AppendEntries with a configuration entry"),
+    };
+    let data = if entry.data.len() <= PAYLOAD_INLINE_BYTES_MAX {
+        Payload::from(entry.data.as_slice())
+    } else {
+        Payload::from(frame.payload(entry))
+    };
+    Ok(Entry {
+        index: LogIndex(entry.index.to_native()),
+        term: Term(entry.term.to_native()),
+        kind,
+        data,
+    })
+}
+
+fn vote_kind(pre_vote: bool) -> VoteKind {
+    if pre_vote {
+        VoteKind::PreVote
+    } else {
+        VoteKind::Vote
+    }
+}
+
+#[cfg(test)]
+mod tests;
