@@ -1,0 +1,212 @@
+//! A group's durable state in the shard's write-ahead log: what a `Ready` asks to persist
+//! becomes operations of the shard's [`WriteBatch`], and a reopened log gives back each
+//! group's [`RestoredState`].
+//!
+//! The log stores opaque payloads, so this module owns the encoding of a core entry:
+//! one tag byte (its [`EntryKind`]) followed by the entry's data, written in one copy with
+//! [`WriteBatch::add_entry_prefixed`]. A vote is stored as the node id plus one, so that 0
+//! means "no vote" in the log's hard-state record.
+//!
+//! **Boundary:** no I/O here; the caller submits the batch and waits for durability before
+//! calling `on_persisted` (docs/ready_protocol.md, step 3).
+
+use flotilla_wal::{
+    GroupId as WalGroupId, HardState as WalHardState, LogIndex as WalLogIndex, Term as WalTerm,
+    Wal, WriteBatch,
+};
+
+use crate::raft::{
+    Entry, EntryKind, HardState, LogIndex, NodeId, Payload, Ready, RestoredState, Term,
+};
+use crate::runtime::GroupId;
+
+/// Tag byte of an entry of kind [`EntryKind::Normal`].
+const TAG_NORMAL: u8 = 0;
+/// Tag byte of an entry of kind [`EntryKind::Noop`].
+const TAG_NOOP: u8 = 1;
+
+/// What a `Ready` asked for could not be written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PersistError {
+    /// The vote names node `u64::MAX`, which the log's vote encoding (node id + 1) cannot
+    /// hold; the engine's configuration refuses that id.
+    #[error("group {group}: a vote for node {node} cannot be stored")]
+    VoteUnrepresentable {
+        /// The group.
+        group: u64,
+        /// The node voted for.
+        node: u64,
+    },
+}
+
+/// A group's state in the log cannot be turned back into a replica.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The group's log starts above index 1: it was compacted, and snapshots (which would
+    /// restore the prefix) arrive with issue 6.
+    #[error(
+        "group {group}: log compacted through {compacted_through}; restoring from a snapshot is not supported yet"
+    )]
+    Compacted {
+        /// The group.
+        group: u64,
+        /// The compaction mark.
+        compacted_through: u64,
+    },
+    /// An entry does not start with a known tag: not written by this module.
+    #[error("group {group}: entry {index} has unknown tag {tag:?}")]
+    BadEntry {
+        /// The group.
+        group: u64,
+        /// The entry's index.
+        index: u64,
+        /// Its first byte, if it has one.
+        tag: Option<u8>,
+    },
+    /// The hard state commits an index the log does not hold.
+    #[error("group {group}: hard state commits {commit} but the log ends at {last_index}")]
+    CommitBeyondLog {
+        /// The group.
+        group: u64,
+        /// The commit index.
+        commit: u64,
+        /// The log's last index.
+        last_index: u64,
+    },
+    /// The log could not be read.
+    #[error("group {group}: {source}")]
+    Read {
+        /// The group.
+        group: u64,
+        /// Why.
+        source: flotilla_wal::ReadError,
+    },
+}
+
+/// Adds to `batch` what `ready` asks `group` to persist: a truncation when its entries
+/// replace ones already written, the entries, then the hard state.
+///
+/// `last_index` is the group's last index counting every batch already built for it
+/// (submitted or not); it is updated. Start it from the restored log's last index.
+pub fn persist_ready(
+    batch: &mut WriteBatch,
+    group: GroupId,
+    ready: &Ready,
+    last_index: &mut LogIndex,
+) -> Result<(), PersistError> {
+    let wal_group = WalGroupId(group.0);
+    if let Some(first) = ready.entries.first() {
+        // The log accepts an entry only right after its last one: entries that replace
+        // a suffix (Figure 2, AppendEntries rule 3) need the logical truncation first.
+        if first.index <= *last_index {
+            batch.truncate(wal_group, WalLogIndex(first.index.0));
+        }
+        for entry in &ready.entries {
+            let tag = match entry.kind {
+                EntryKind::Normal => TAG_NORMAL,
+                EntryKind::Noop => TAG_NOOP,
+            };
+            batch.add_entry_prefixed(
+                wal_group,
+                WalLogIndex(entry.index.0),
+                WalTerm(entry.term.0),
+                &[tag],
+                &entry.data,
+            );
+        }
+        *last_index = ready.entries.last().expect("not empty").index;
+    }
+    if let Some(hard_state) = ready.hard_state {
+        let vote = match hard_state.vote {
+            None => 0,
+            Some(node) => node
+                .0
+                .checked_add(1)
+                .ok_or(PersistError::VoteUnrepresentable {
+                    group: group.0,
+                    node: node.0,
+                })?,
+        };
+        batch.set_hard_state(
+            wal_group,
+            WalHardState {
+                term: WalTerm(hard_state.term.0),
+                vote,
+                commit: WalLogIndex(hard_state.commit.0),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The durable state of `group` in `wal`, for `RaftGroup::new`. A group the log does not
+/// know starts empty. `applied` is 0: without snapshots (issue 6) the state machine is
+/// rebuilt by applying the log again.
+pub fn restore_group(wal: &Wal, group: GroupId) -> Result<RestoredState, RestoreError> {
+    let Some(state) = wal.group(WalGroupId(group.0)) else {
+        return Ok(RestoredState::default());
+    };
+    if state.compacted_through.0 > 0 {
+        return Err(RestoreError::Compacted {
+            group: group.0,
+            compacted_through: state.compacted_through.0,
+        });
+    }
+    let hard_state = state
+        .hard_state
+        .map_or(HardState::default(), |stored| HardState {
+            term: Term(stored.term.0),
+            vote: stored.vote.checked_sub(1).map(NodeId),
+            commit: LogIndex(stored.commit.0),
+        });
+    let mut entries = Vec::new();
+    let mut bad = None;
+    let end = WalLogIndex(state.last_index.0 + 1);
+    wal.read_entries(
+        WalGroupId(group.0),
+        state.first_index,
+        end,
+        |index, term, stored| {
+            let kind = match stored.first() {
+                Some(&TAG_NORMAL) => EntryKind::Normal,
+                Some(&TAG_NOOP) => EntryKind::Noop,
+                tag => {
+                    bad.get_or_insert(RestoreError::BadEntry {
+                        group: group.0,
+                        index: index.0,
+                        tag: tag.copied(),
+                    });
+                    return;
+                }
+            };
+            entries.push(Entry {
+                index: LogIndex(index.0),
+                term: Term(term.0),
+                kind,
+                data: Payload::from(&stored[1..]),
+            });
+        },
+    )
+    .map_err(|source| RestoreError::Read {
+        group: group.0,
+        source,
+    })?;
+    if let Some(error) = bad {
+        return Err(error);
+    }
+    if hard_state.commit.0 > state.last_index.0 {
+        return Err(RestoreError::CommitBeyondLog {
+            group: group.0,
+            commit: hard_state.commit.0,
+            last_index: state.last_index.0,
+        });
+    }
+    Ok(RestoredState {
+        hard_state,
+        entries,
+        applied: LogIndex(0),
+    })
+}
+
+#[cfg(test)]
+mod tests;
