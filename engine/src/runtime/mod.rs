@@ -4,14 +4,22 @@
 //! Built so far: [`wire`], the conversion between the core's messages and the transport's
 //! batches (coalescing heartbeats per node pair, handing payloads over without a copy), and
 //! [`storage`], a group's durable state in the shard's write-ahead log (persisting a
-//! `Ready`, restoring a replica after a restart). The shard loop, the engine API and the
-//! load generator are still to come (issue 5).
+//! `Ready`, restoring a replica after a restart), and [`shard`], the loop of one shard over
+//! many groups, one log and one transport, with the [`StateMachine`] it applies to. The
+//! glommio executors that run shards per core, the engine API for embedders, quiescence
+//! and the load generator are still to come (issue 5).
 //!
 //! **Boundary:** the Raft core never sees this module; it may use `flotilla-net` and
 //! `flotilla-wal`, the core uses neither.
 
+pub mod shard;
+pub mod state_machine;
 pub mod storage;
 pub mod wire;
 
+pub use shard::{
+    Completion, CreateGroupError, Shard, ShardError, ShardProposeError, ShardStats, Superseded,
+};
+pub use state_machine::{KvMap, StateMachine};
 pub use storage::{PersistError, RestoreError, persist_ready, restore_group};
 pub use wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};

@@ -1,0 +1,451 @@
+//! One shard's driver: many Raft groups over one write-ahead log and one transport, the
+//! loop of ../shared/DESIGN.md, with no executor of its own.
+//!
+//! [`Shard::run_once`] does one turn of the loop:
+//! 1. take what the transport received and step every message into its group;
+//! 2. take the `Ready` of every group with work: its `messages` go into this turn's
+//!    outbound batches at once (a leader's AppendEntries leave before its own append is
+//!    durable), its entries and hard state into this turn's ONE write batch;
+//! 3. submit that batch as one record (group commit: one write and one sync for all
+//!    groups), without waiting for it;
+//! 4. send the outbound batches, one frame per destination node;
+//! 5. for every earlier record now durable, in order: acknowledge its Readies
+//!    (`on_persisted`), queue their `persisted_messages`, apply their committed entries to
+//!    the groups' state machines, complete the proposals made here, and send again.
+//!
+//! So while one record syncs, the shard keeps receiving, stepping and sending, and the next
+//! record accumulates. The glommio executor that runs a shard per core, the API that
+//! embedders call from other threads and quiescence of idle groups build on this (issue 5).
+//!
+//! **Boundary:** the shard never blocks on a sync (the log's `submit` waits only when 64
+//! records are already in flight); it reads no clock: time is [`Shard::tick`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+use flotilla_net::{NodeId as NetNodeId, SendError, Transport, TransportEvent};
+use flotilla_wal::{AppendError, Lsn, Wal, WriteBatch};
+
+use crate::raft::{
+    Config, ConfigError, Entry, EntryKind, LogIndex, Message, NodeId, ProposeError, Proposed,
+    RaftGroup, ReadyId, Status, Term,
+};
+use crate::runtime::state_machine::StateMachine;
+use crate::runtime::storage::{PersistError, RestoreError, persist_ready, restore_group};
+use crate::runtime::wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};
+
+/// The shard cannot go on: its log failed. Nothing is retried (a failed sync may have lost
+/// writes the kernel reported as done).
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// Writing or syncing the log failed.
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] AppendError),
+    /// A `Ready` could not be encoded for the log.
+    #[error("persisting a ready: {0}")]
+    Persist(#[from] PersistError),
+}
+
+/// A group could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateGroupError {
+    /// The group exists on this shard already.
+    #[error("group {0:?} exists already")]
+    Exists(GroupId),
+    /// The log holds state for the group that cannot be restored.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// The members or the configuration are not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A proposal was not accepted.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShardProposeError {
+    /// No such group on this shard.
+    #[error("group {0:?} is not on this shard")]
+    UnknownGroup(GroupId),
+    /// The group refused it (not the leader, too large, ...).
+    #[error(transparent)]
+    Raft(#[from] ProposeError),
+}
+
+/// How a proposal made on this shard ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The group.
+    pub group: GroupId,
+    /// Where the proposal went.
+    pub proposed: Proposed,
+    /// The state machine's result, or `Superseded`: another leader's entry took its index.
+    pub outcome: Result<Vec<u8>, Superseded>,
+}
+
+/// The proposal's entry was replaced by an entry of a later term: it will never apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Superseded;
+
+/// Counters of a shard's work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Records submitted to the log (one per turn with something to persist).
+    pub wal_records: u64,
+    /// Entries written to the log.
+    pub wal_entries: u64,
+    /// Frames handed to the transport.
+    pub frames_sent: u64,
+    /// Core messages sent (coalesced heartbeats count one per group).
+    pub messages_sent: u64,
+    /// Core messages received.
+    pub messages_received: u64,
+    /// Frames the transport refused (queue full): their messages are dropped, Raft resends.
+    pub frames_refused: u64,
+    /// Messages for groups this shard does not hold.
+    pub unknown_group_messages: u64,
+    /// Messages the core refused as malformed, or could not take yet.
+    pub rejected_messages: u64,
+    /// Entries applied to state machines.
+    pub entries_applied: u64,
+}
+
+/// One group on this shard.
+struct Slot<M> {
+    raft: RaftGroup,
+    machine: M,
+    /// The group's last index in the records built so far (see `persist_ready`).
+    last_index: LogIndex,
+    /// Proposals made on this shard, waiting for their index to be applied.
+    waiting: BTreeMap<LogIndex, Term>,
+}
+
+/// A `Ready` whose persistence is in flight.
+struct PendingReady {
+    group: GroupId,
+    id: ReadyId,
+    persisted_messages: Vec<Message>,
+    committed_entries: Vec<Entry>,
+}
+
+/// The Readies of one turn, durable once the log's durable lsn reaches `lsn`.
+struct InFlight {
+    lsn: Lsn,
+    readies: Vec<PendingReady>,
+}
+
+/// One shard of one node: its groups, its log, its transport. See the module docs.
+pub struct Shard<T: Transport, M: StateMachine> {
+    node: NodeId,
+    config: Config,
+    wal: Wal,
+    transport: T,
+    groups: BTreeMap<GroupId, Slot<M>>,
+    outbound: OutboundBatches,
+    batch: WriteBatch,
+    in_flight: VecDeque<InFlight>,
+    completions: Vec<Completion>,
+    events: Vec<TransportEvent>,
+    inbound: Vec<InboundMessage>,
+    wire_errors: Vec<WireError>,
+    stats: ShardStats,
+}
+
+impl<T: Transport, M: StateMachine> Shard<T, M> {
+    /// A shard of node `config.id` over `wal` (opened, recovered) and `transport`. `config`
+    /// is the template of every group's Raft configuration; each group's seed is derived
+    /// from it and the group id.
+    pub fn new(config: Config, wal: Wal, transport: T) -> Shard<T, M> {
+        Shard {
+            node: config.id,
+            outbound: OutboundBatches::new(config.id),
+            config,
+            wal,
+            transport,
+            groups: BTreeMap::new(),
+            batch: WriteBatch::new(),
+            in_flight: VecDeque::new(),
+            completions: Vec::new(),
+            events: Vec::new(),
+            inbound: Vec::new(),
+            wire_errors: Vec::new(),
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// Adds the replica of `group` whose members are `voters`, restored from the log if the
+    /// log knows the group. `machine` must be empty: the group's committed log is applied to
+    /// it again from the start (no snapshots yet, issue 6).
+    pub fn create_group(
+        &mut self,
+        group: GroupId,
+        voters: &[NodeId],
+        machine: M,
+    ) -> Result<(), CreateGroupError> {
+        if self.groups.contains_key(&group) {
+            return Err(CreateGroupError::Exists(group));
+        }
+        let restored = restore_group(&self.wal, group)?;
+        let last_index = restored
+            .entries
+            .last()
+            .map_or(LogIndex(0), |entry| entry.index);
+        let seed = self.config.seed ^ group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let config = Config {
+            seed,
+            ..self.config.clone()
+        };
+        let raft = RaftGroup::new(config, voters, restored)?;
+        self.groups.insert(
+            group,
+            Slot {
+                raft,
+                machine,
+                last_index,
+                waiting: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// One unit of time for every group.
+    pub fn tick(&mut self) {
+        for slot in self.groups.values_mut() {
+            slot.raft.tick();
+        }
+    }
+
+    /// Proposes `command` to `group`, whose replica here must lead it. The outcome arrives
+    /// later through [`Shard::take_completions`].
+    pub fn propose(
+        &mut self,
+        group: GroupId,
+        command: &[u8],
+    ) -> Result<Proposed, ShardProposeError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ShardProposeError::UnknownGroup(group))?;
+        let proposed = slot.raft.propose(command)?;
+        slot.waiting.insert(proposed.index, proposed.term);
+        Ok(proposed)
+    }
+
+    /// One turn of the loop (module docs). Returns whether anything happened.
+    pub fn run_once(&mut self) -> Result<bool, ShardError> {
+        let received = self.receive();
+        let collected = self.collect_readies()?;
+        self.flush();
+        let completed = self.complete_durable()?;
+        self.flush();
+        Ok(received || collected || completed)
+    }
+
+    /// Steps every message the transport received into its group.
+    fn receive(&mut self) -> bool {
+        self.transport.poll_events(&mut self.events);
+        if self.events.is_empty() {
+            return false;
+        }
+        for event in self.events.drain(..) {
+            // Losses and closed connections need no action: Raft resends what matters.
+            if let TransportEvent::Received { frame, .. } = event {
+                decode_batch(&frame, &mut self.inbound, &mut self.wire_errors);
+            }
+        }
+        self.stats.rejected_messages += self.wire_errors.len() as u64;
+        self.wire_errors.clear();
+        for InboundMessage { group, message } in self.inbound.drain(..) {
+            self.stats.messages_received += 1;
+            let Some(slot) = self.groups.get_mut(&group) else {
+                self.stats.unknown_group_messages += 1;
+                continue;
+            };
+            if slot.raft.step(message).is_err() {
+                self.stats.rejected_messages += 1;
+            }
+        }
+        true
+    }
+
+    /// Takes every group's Ready: messages out now, persistence into one record.
+    fn collect_readies(&mut self) -> Result<bool, ShardError> {
+        let mut readies = Vec::new();
+        for (&group, slot) in &mut self.groups {
+            while let Some(ready) = slot.raft.poll_ready() {
+                for message in &ready.messages {
+                    self.outbound.push(group, message);
+                    self.stats.messages_sent += 1;
+                }
+                self.stats.wal_entries += ready.entries.len() as u64;
+                persist_ready(&mut self.batch, group, &ready, &mut slot.last_index)?;
+                readies.push(PendingReady {
+                    group,
+                    id: ready.id,
+                    persisted_messages: ready.persisted_messages,
+                    committed_entries: ready.committed_entries,
+                });
+            }
+        }
+        if readies.is_empty() {
+            return Ok(false);
+        }
+        // A Ready with nothing to write still waits for every record before it.
+        let lsn = if self.batch.is_empty() {
+            self.wal.submitted_lsn()
+        } else {
+            self.stats.wal_records += 1;
+            self.wal.submit(&self.batch)?
+        };
+        self.batch.clear();
+        self.in_flight.push_back(InFlight { lsn, readies });
+        Ok(true)
+    }
+
+    /// Acknowledges, sends and applies every turn whose record is now durable.
+    fn complete_durable(&mut self) -> Result<bool, ShardError> {
+        if self.in_flight.is_empty() {
+            return Ok(false);
+        }
+        let durable = self.wal.poll()?;
+        let mut completed = false;
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|turn| turn.lsn <= durable)
+        {
+            let turn = self.in_flight.pop_front().expect("checked above");
+            completed = true;
+            for pending in turn.readies {
+                let slot = self
+                    .groups
+                    .get_mut(&pending.group)
+                    .expect("groups are not removed");
+                // Figure 2: responses that acknowledge entries, and votes, leave only once
+                // the state they promise is on stable storage.
+                slot.raft.on_persisted(pending.id);
+                for message in &pending.persisted_messages {
+                    self.outbound.push(pending.group, message);
+                    self.stats.messages_sent += 1;
+                }
+                let Some(last) = pending.committed_entries.last().map(|entry| entry.index) else {
+                    continue;
+                };
+                for entry in &pending.committed_entries {
+                    apply(slot, pending.group, entry, &mut self.completions);
+                }
+                self.stats.entries_applied += pending.committed_entries.len() as u64;
+                slot.raft.on_applied(last);
+            }
+        }
+        Ok(completed)
+    }
+
+    /// Sends this turn's batches, one frame per destination node (more when one would
+    /// exceed the transport's frame limit).
+    fn flush(&mut self) {
+        for (to, batch) in self.outbound.drain() {
+            send_split(&mut self.transport, NetNodeId(to.0), batch, &mut self.stats);
+        }
+    }
+
+    /// Moves the completions since the last call into `out`.
+    pub fn take_completions(&mut self, out: &mut Vec<Completion>) {
+        out.append(&mut self.completions);
+    }
+
+    /// The replica status of `group`.
+    pub fn status(&self, group: GroupId) -> Option<Status> {
+        self.groups.get(&group).map(|slot| slot.raft.status())
+    }
+
+    /// The state machine of `group`.
+    pub fn machine(&self, group: GroupId) -> Option<&M> {
+        self.groups.get(&group).map(|slot| &slot.machine)
+    }
+
+    /// The groups on this shard, in id order.
+    pub fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// This shard's node.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Counters of the shard's work.
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
+    /// Records not yet durable.
+    pub fn records_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Closes the log (waiting for what is in flight) and gives the transport back.
+    pub fn close(self) -> Result<T, ShardError> {
+        self.wal.close()?;
+        Ok(self.transport)
+    }
+}
+
+/// Sends `batch` to `to`, halving it until each part fits a frame.
+fn send_split<T: Transport>(
+    transport: &mut T,
+    to: NetNodeId,
+    mut batch: flotilla_net::MessageBatch,
+    stats: &mut ShardStats,
+) {
+    match transport.try_send(to, &batch) {
+        Ok(_) => stats.frames_sent += 1,
+        Err(SendError::TooLarge { .. }) if batch.messages.len() > 1 => {
+            let mut second = flotilla_net::MessageBatch::new(batch.from, batch.to);
+            second.messages = batch.messages.split_off(batch.messages.len() / 2);
+            send_split(transport, to, batch, stats);
+            send_split(transport, to, second, stats);
+        }
+        // Back-pressure, an unreachable node, a transport shutting down, or a single
+        // message over the frame limit (the core bounds one append's bytes below it): the
+        // messages are lost, as on a lossy network; Raft resends what matters.
+        Err(error) => {
+            debug_assert!(!matches!(error, SendError::Misaddressed { .. }), "{error}");
+            stats.frames_refused += 1;
+        }
+    }
+}
+
+/// Applies one committed entry and completes the proposals it decides.
+fn apply<M: StateMachine>(
+    slot: &mut Slot<M>,
+    group: GroupId,
+    entry: &Entry,
+    completions: &mut Vec<Completion>,
+) {
+    let result = match entry.kind {
+        EntryKind::Normal => Some(slot.machine.apply(entry.index.0, &entry.data)),
+        EntryKind::Noop => None,
+    };
+    // A proposal at this index succeeded iff the entry has its term; one at a later index
+    // with a lower term failed for good (Leader Completeness: see `Proposed`).
+    let decided: Vec<(LogIndex, Term)> = slot
+        .waiting
+        .range(entry.index..)
+        .filter(|&(&index, &term)| index == entry.index || term < entry.term)
+        .map(|(&index, &term)| (index, term))
+        .collect();
+    for (index, term) in decided {
+        slot.waiting.remove(&index);
+        let outcome = match &result {
+            Some(result) if index == entry.index && term == entry.term => Ok(result.clone()),
+            _ => Err(Superseded),
+        };
+        completions.push(Completion {
+            group,
+            proposed: Proposed { index, term },
+            outcome,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
