@@ -152,7 +152,7 @@ pub struct Shard<T: Transport, M: StateMachine> {
 impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// A shard of node `config.id` over `wal` (opened, recovered) and `transport`. `config`
     /// is the template of every group's Raft configuration; each group's seed is derived
-    /// from it and the group id.
+    /// from it, the node id and the group id.
     pub fn new(config: Config, wal: Wal, transport: T) -> Shard<T, M> {
         Shard {
             node: config.id,
@@ -188,7 +188,11 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             .entries
             .last()
             .map_or(LogIndex(0), |entry| entry.index);
-        let seed = self.config.seed ^ group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Each (node, group) draws its own election timeouts: replicas of one group that
+        // shared a seed would time out together and split their votes forever.
+        let seed = self.config.seed
+            ^ group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ self.node.0.wrapping_mul(0xBF58_476D_1CE4_E5B9);
         let config = Config {
             seed,
             ..self.config.clone()
