@@ -59,5 +59,8 @@
 //! assert_eq!(applied, vec![b"hello".to_vec()]);
 //! ```
 
+pub mod api;
 pub mod raft;
 pub mod runtime;
+
+pub use api::{BuildError, Engine, EngineBuilder, Proposal, RequestError};

@@ -12,6 +12,8 @@
 //! **Boundary:** the Raft core never sees this module; it may use `flotilla-net` and
 //! `flotilla-wal`, the core uses neither.
 
+pub(crate) mod executor;
+pub mod oneshot;
 pub mod shard;
 pub mod state_machine;
 pub mod storage;

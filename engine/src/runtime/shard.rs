@@ -371,6 +371,11 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         self.groups.keys().copied()
     }
 
+    /// The transport (for a driver that waits on it).
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
     /// This shard's node.
     pub fn node(&self) -> NodeId {
         self.node

@@ -1,0 +1,231 @@
+//! A shard on its own thread: a glommio executor that owns one [`Shard`] (its groups, its
+//! log, its TCP transport), takes commands from embedder threads over a channel, and runs
+//! the shard's loop.
+//!
+//! The loop turns as fast as there is work; when idle it sleeps until the transport has
+//! events or the next tick is due, at most 1 ms (commands are picked up within that), and
+//! while log records are in flight it checks for their durability every 50 µs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use flotilla_net::{NodeId as NetNodeId, TcpTransport, TransportConfig};
+use flotilla_wal::{Wal, WalOptions};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::api::RequestError;
+use crate::raft::{Config, LogIndex, NodeId, ProposeError, Status, Term};
+use crate::runtime::oneshot;
+use crate::runtime::shard::{Completion, CreateGroupError, Shard, ShardProposeError, ShardStats};
+use crate::runtime::state_machine::StateMachine;
+use crate::runtime::wire::GroupId;
+
+/// Longest idle sleep: the bound on how long a command waits to be picked up.
+const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
+/// How often an idle shard checks whether in-flight log records became durable.
+const DURABILITY_POLL: Duration = Duration::from_micros(50);
+
+/// A read-only look at a group's state machine, run on the shard thread.
+pub(crate) type Inspection<M> = Box<dyn FnOnce(Option<&M>) + Send>;
+
+/// What an embedder thread asks of a shard.
+pub(crate) enum Command<M> {
+    CreateGroup {
+        group: GroupId,
+        voters: Vec<NodeId>,
+        machine: M,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    Propose {
+        group: GroupId,
+        command: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
+    },
+    Status {
+        group: GroupId,
+        reply: oneshot::Sender<Option<Status>>,
+    },
+    Stats {
+        reply: oneshot::Sender<ShardStats>,
+    },
+    /// Runs a read-only closure on the group's state machine (`None`: no such group).
+    Inspect {
+        group: GroupId,
+        inspect: Inspection<M>,
+    },
+    Shutdown,
+}
+
+/// Everything a shard thread needs to start.
+pub(crate) struct ShardSetup {
+    pub(crate) index: u32,
+    pub(crate) raft: Config,
+    pub(crate) wal_dir: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) peers: Vec<(NodeId, SocketAddr)>,
+    pub(crate) transport: TransportConfig,
+    pub(crate) tick: Duration,
+}
+
+/// Starts the shard thread; `started` says whether its log and listener opened.
+pub(crate) fn spawn<M: StateMachine + 'static>(
+    setup: ShardSetup,
+    commands: crossbeam_channel::Receiver<Command<M>>,
+    started: oneshot::Sender<Result<SocketAddr, String>>,
+) -> Result<glommio::ExecutorJoinHandle<()>, String> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name(&format!("flotilla-shard-{}", setup.index))
+        .io_memory(1 << 20)
+        .spawn(move || async move {
+            let mut shard = match open(&setup) {
+                Ok(shard) => shard,
+                Err(error) => return started.send(Err(error)),
+            };
+            let addr = shard.transport().local_addr().expect("the shard listens");
+            started.send(Ok(addr));
+            run::<M>(&mut shard, &commands, setup.tick).await;
+            if let Err(error) = shard.close() {
+                log::error!("shard {}: closing its log failed: {error}", setup.index);
+            }
+        })
+        .map_err(|error| error.to_string())
+}
+
+fn open<M: StateMachine>(setup: &ShardSetup) -> Result<Shard<TcpTransport, M>, String> {
+    std::fs::create_dir_all(&setup.wal_dir)
+        .map_err(|error| format!("creating {}: {error}", setup.wal_dir.display()))?;
+    let (wal, report) = Wal::open(&setup.wal_dir, WalOptions::default())
+        .map_err(|error| format!("opening the log in {}: {error}", setup.wal_dir.display()))?;
+    if let Some(torn) = &report.torn_tail {
+        log::warn!("shard {}: cut a torn tail: {torn:?}", setup.index);
+    }
+    let transport = TcpTransport::start(setup.transport.clone(), Some(setup.listen))
+        .map_err(|error| format!("starting the transport: {error}"))?;
+    for &(node, addr) in &setup.peers {
+        transport.set_peer(NetNodeId(node.0), addr);
+    }
+    Ok(Shard::new(setup.raft.clone(), wal, transport))
+}
+
+/// Proposals made here, waiting for their entry to apply.
+type Waiting = HashMap<(GroupId, LogIndex), (Term, oneshot::Sender<Result<Vec<u8>, RequestError>>)>;
+
+async fn run<M: StateMachine>(
+    shard: &mut Shard<TcpTransport, M>,
+    commands: &crossbeam_channel::Receiver<Command<M>>,
+    tick: Duration,
+) {
+    let mut waiting: Waiting = HashMap::new();
+    let mut completions = Vec::new();
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let mut worked = false;
+        while let Ok(command) = commands.try_recv() {
+            worked = true;
+            if !handle(shard, command, &mut waiting) {
+                return; // Shutdown: dropping `waiting` answers every proposal with Shutdown.
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            shard.tick();
+            next_tick = if now >= next_tick + tick {
+                now + tick
+            } else {
+                next_tick + tick
+            };
+        }
+        match shard.run_once() {
+            Ok(did) => worked |= did,
+            Err(error) => {
+                // A failed write or sync stops the shard (never retried): every caller
+                // learns it through a closed reply.
+                log::error!("shard of node {} stops: {error}", shard.node());
+                return;
+            }
+        }
+        shard.take_completions(&mut completions);
+        for Completion {
+            group,
+            proposed,
+            outcome,
+        } in completions.drain(..)
+        {
+            if let Some((term, reply)) = waiting.remove(&(group, proposed.index)) {
+                debug_assert_eq!(term, proposed.term);
+                reply.send(outcome.map_err(|_| RequestError::Superseded));
+            }
+        }
+        if worked {
+            glommio::yield_if_needed().await;
+        } else if shard.records_in_flight() > 0 {
+            glommio::timer::sleep(DURABILITY_POLL).await;
+        } else {
+            let sleep = next_tick
+                .saturating_duration_since(Instant::now())
+                .min(IDLE_SLEEP_MAX);
+            futures_lite::future::or(
+                shard.transport().wait_events(),
+                glommio::timer::sleep(sleep),
+            )
+            .await;
+        }
+    }
+}
+
+/// Carries out one command; false on shutdown.
+fn handle<M: StateMachine>(
+    shard: &mut Shard<TcpTransport, M>,
+    command: Command<M>,
+    waiting: &mut Waiting,
+) -> bool {
+    match command {
+        Command::CreateGroup {
+            group,
+            voters,
+            machine,
+            reply,
+        } => {
+            reply.send(
+                shard
+                    .create_group(group, &voters, machine)
+                    .map_err(|error| match error {
+                        CreateGroupError::Exists(group) => RequestError::GroupExists(group),
+                        other => RequestError::InvalidGroup(other.to_string()),
+                    }),
+            );
+        }
+        Command::Propose {
+            group,
+            command,
+            reply,
+        } => match shard.propose(group, &command) {
+            Ok(proposed) => {
+                waiting.insert((group, proposed.index), (proposed.term, reply));
+            }
+            Err(ShardProposeError::UnknownGroup(group)) => {
+                reply.send(Err(RequestError::GroupNotFound(group)))
+            }
+            Err(ShardProposeError::Raft(ProposeError::NotLeader { leader })) => {
+                reply.send(Err(RequestError::NotLeader { leader }))
+            }
+            Err(ShardProposeError::Raft(ProposeError::ProposalTooLarge {
+                size_bytes,
+                max_bytes,
+            })) => reply.send(Err(RequestError::TooLarge {
+                size_bytes,
+                max_bytes,
+            })),
+            Err(ShardProposeError::Raft(other)) => {
+                reply.send(Err(RequestError::Refused(other.to_string())))
+            }
+        },
+        Command::Status { group, reply } => reply.send(shard.status(group)),
+        Command::Stats { reply } => reply.send(shard.stats()),
+        Command::Inspect { group, inspect } => inspect(shard.machine(group)),
+        Command::Shutdown => return false,
+    }
+    true
+}
