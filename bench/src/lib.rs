@@ -12,6 +12,9 @@
 //!   batches; `src/bin/netbench.rs`: loopback throughput of the TCP transport against a
 //!   plain socket pair ([`append_batch`] builds their batches).
 //!
+//! - `src/bin/loadgen.rs`: the demo and throughput run: a 3-node cluster of `Engine`s in one
+//!   process on loopback, driven by client threads with proposals in flight.
+//!
 //! This library holds what the binaries and benches share: workload builders and the two
 //! in-memory clusters.
 

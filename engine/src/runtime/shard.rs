@@ -92,6 +92,8 @@ pub struct ShardStats {
     pub wal_records: u64,
     /// Entries written to the log.
     pub wal_entries: u64,
+    /// `fdatasync`s the log completed (one covers every record submitted before it).
+    pub wal_syncs: u64,
     /// Frames handed to the transport.
     pub frames_sent: u64,
     /// Core messages sent (coalesced heartbeats count one per group).
@@ -383,7 +385,10 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
 
     /// Counters of the shard's work.
     pub fn stats(&self) -> ShardStats {
-        self.stats
+        ShardStats {
+            wal_syncs: self.wal.stats().syncs,
+            ..self.stats
+        }
     }
 
     /// Records not yet durable.
