@@ -290,6 +290,21 @@ impl<M: StateMachine + 'static> Engine<M> {
         }))
     }
 
+    /// Proposes every command of `commands` to `group` in one request: one message to the
+    /// shard and one answer, in order, once every command is decided (hand-offs between
+    /// threads are paid per batch, not per proposal).
+    pub fn propose_batch(&self, group: GroupId, commands: Vec<Vec<u8>>) -> BatchProposal {
+        let count = commands.len();
+        BatchProposal {
+            receiver: self.ask(group, |reply| Command::ProposeBatch {
+                group,
+                commands,
+                reply,
+            }),
+            count,
+        }
+    }
+
     /// [`Engine::propose`], blocking until the answer.
     pub fn propose_blocking(
         &self,
@@ -394,5 +409,44 @@ impl std::future::Future for Proposal {
         std::pin::Pin::new(&mut self.0)
             .poll(cx)
             .map(|answer| answer.unwrap_or(Err(RequestError::Shutdown)))
+    }
+}
+
+/// The answers to a batch of proposals, in order: await it, or [`BatchProposal::wait`].
+pub struct BatchProposal {
+    receiver: oneshot::Receiver<Vec<Result<Vec<u8>, RequestError>>>,
+    count: usize,
+}
+
+impl BatchProposal {
+    /// Blocks until every answer is known.
+    pub fn wait(self) -> Vec<Result<Vec<u8>, RequestError>> {
+        let count = self.count;
+        self.receiver
+            .wait()
+            .unwrap_or_else(|| vec![Err(RequestError::Shutdown); count])
+    }
+
+    /// The answers if they are all known, without blocking; the batch back otherwise.
+    pub fn try_take(self) -> Result<Vec<Result<Vec<u8>, RequestError>>, BatchProposal> {
+        let count = self.count;
+        match self.receiver.try_take() {
+            Ok(answers) => Ok(answers.unwrap_or_else(|| vec![Err(RequestError::Shutdown); count])),
+            Err(receiver) => Err(BatchProposal { receiver, count }),
+        }
+    }
+}
+
+impl std::future::Future for BatchProposal {
+    type Output = Vec<Result<Vec<u8>, RequestError>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let count = self.count;
+        std::pin::Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|answers| answers.unwrap_or_else(|| vec![Err(RequestError::Shutdown); count]))
     }
 }

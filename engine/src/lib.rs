@@ -63,4 +63,4 @@ pub mod api;
 pub mod raft;
 pub mod runtime;
 
-pub use api::{BuildError, Engine, EngineBuilder, Proposal, RequestError};
+pub use api::{BatchProposal, BuildError, Engine, EngineBuilder, Proposal, RequestError};

@@ -167,6 +167,42 @@ fn bad_requests_get_typed_errors() {
         Err(RequestError::InvalidGroup(_))
     ));
     propose(&engines, GroupId(1), &KvMap::set_command(b"k", b"v"));
+    // A batch: every command answered, in order, with one reply.
+    let leader = engines[0]
+        .status(GroupId(1))
+        .expect("held")
+        .leader
+        .expect("a leader");
+    let at = NODES
+        .iter()
+        .position(|&node| node == leader)
+        .expect("a member");
+    let commands: Vec<Vec<u8>> = (0..100u8)
+        .map(|k| KvMap::set_command(b"batch", &[k]))
+        .collect();
+    let answers = engines[at]
+        .propose_batch(GroupId(1), commands.clone())
+        .wait();
+    assert_eq!(answers.len(), 100);
+    assert_eq!(answers[0], Ok(Vec::new()), "the key was unset");
+    for (k, answer) in answers.iter().enumerate().skip(1) {
+        assert_eq!(
+            answer,
+            &Ok(vec![u8::try_from(k - 1).expect("small")]),
+            "answer {k}"
+        );
+    }
+    let follower = (at + 1) % 3;
+    let refused = engines[follower].propose_batch(GroupId(1), commands).wait();
+    assert!(
+        refused
+            .iter()
+            .all(|answer| matches!(answer, Err(RequestError::NotLeader { .. })))
+    );
+    assert_eq!(
+        engines[at].propose_batch(GroupId(1), Vec::new()).wait(),
+        Vec::new()
+    );
     let max = raft_config().proposal_bytes_max;
     let leader = engines[0]
         .status(GroupId(1))

@@ -1,7 +1,8 @@
 //! `loadgen`: the demo and the throughput run. Starts a 3-node cluster in this process
 //! (three `Engine`s, real TCP on loopback, real logs in a temporary directory), creates
 //! `--groups` groups, and drives proposals from `--clients` client threads, each keeping
-//! `--window` proposals in flight, for `--duration` seconds.
+//! `--window` proposals in flight in requests of `--batch` proposals to one group (one
+//! hand-off to the shard thread and one answer per request), for `--duration` seconds.
 //!
 //! It shows live ops/s, then prints ops/s, MB/s, latency percentiles (hdrhistogram), log
 //! records and syncs per second and entries per sync, so the batching shows.
@@ -10,8 +11,10 @@
 //! the log (ReadIndex, leases) are not exposed by the engine yet.
 //!
 //! Usage: `cargo run --release -p flotilla-bench --bin loadgen -- [--duration SECS]
-//! [--payload BYTES] [--groups N] [--clients N] [--window N] [--read-ratio F] [--json PATH]`.
+//! [--payload BYTES] [--groups N] [--clients N] [--window N] [--batch N] [--read-ratio F]
+//! [--json PATH]`.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use flotilla::raft::{Config, NodeId};
 use flotilla::runtime::{GroupId, KvMap, ShardStats};
-use flotilla::{Engine, EngineBuilder, Proposal, RequestError};
+use flotilla::{BatchProposal, Engine, EngineBuilder, RequestError};
 use hdrhistogram::Histogram;
 
 const NODES: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
@@ -33,6 +36,7 @@ struct Args {
     groups: u64,
     clients: usize,
     window: usize,
+    batch: usize,
     read_ratio: f64,
     json: Option<String>,
 }
@@ -43,7 +47,8 @@ fn parse_args() -> anyhow::Result<Args> {
         payload: 16,
         groups: 64,
         clients: 4,
-        window: 64,
+        window: 256,
+        batch: 32,
         read_ratio: 0.0,
         json: None,
     };
@@ -56,6 +61,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--groups" => args.groups = value()?.parse().context("--groups")?,
             "--clients" => args.clients = value()?.parse().context("--clients")?,
             "--window" => args.window = value()?.parse().context("--window")?,
+            "--batch" => args.batch = value()?.parse().context("--batch")?,
             "--read-ratio" => args.read_ratio = value()?.parse().context("--read-ratio")?,
             "--json" => args.json = Some(value()?),
             other => bail!("unknown flag {other} (see the usage in the file's docs)"),
@@ -66,8 +72,9 @@ fn parse_args() -> anyhow::Result<Args> {
         || args.groups == 0
         || args.clients == 0
         || args.window == 0
+        || args.batch == 0
     {
-        bail!("--duration, --groups, --clients and --window must be positive");
+        bail!("--duration, --groups, --clients, --window and --batch must be positive");
     }
     if !(0.0..=1.0).contains(&args.read_ratio) {
         bail!("--read-ratio must be between 0 and 1");
@@ -117,7 +124,8 @@ fn start_cluster(dir: &std::path::Path) -> anyhow::Result<Vec<Engine<KvMap>>> {
         .collect()
 }
 
-/// One client: round-robin over groups, `window` proposals in flight, following leaders.
+/// One client: round-robin over groups, `window` proposals in flight in requests of
+/// `batch` proposals to one group each, following leader hints.
 fn client(
     engines: &[Engine<KvMap>],
     args: &Args,
@@ -127,54 +135,58 @@ fn client(
 ) -> Histogram<u64> {
     let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut leader_of: Vec<usize> = vec![0; usize::try_from(args.groups).expect("fits")];
-    let mut in_flight: std::collections::VecDeque<(Instant, u64, Proposal)> = Default::default();
+    let mut in_flight: VecDeque<(Instant, u64, BatchProposal)> = VecDeque::new();
     let mut rng = seed | 1;
     let mut next_group = seed % args.groups;
     let value = vec![0x42u8; args.payload];
-    let send = |group: u64, rng: &mut u64, leader_of: &[usize]| {
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        let read = (*rng % 10_000) as f64 / 10_000.0 < args.read_ratio;
-        let key = (*rng % 1024).to_le_bytes();
-        let command = if read {
-            KvMap::get_command(&key)
-        } else {
-            KvMap::set_command(&key, &value)
-        };
-        let at = leader_of[usize::try_from(group).expect("fits")];
-        (
-            Instant::now(),
-            group,
-            engines[at].propose(GroupId(group), command),
-        )
-    };
+    let requests_max = args.window.div_ceil(args.batch);
     while !stop.load(Ordering::Relaxed) || !in_flight.is_empty() {
-        while !stop.load(Ordering::Relaxed) && in_flight.len() < args.window {
-            in_flight.push_back(send(next_group, &mut rng, &leader_of));
+        while !stop.load(Ordering::Relaxed) && in_flight.len() < requests_max {
+            let commands: Vec<Vec<u8>> = (0..args.batch)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let read = (rng % 10_000) as f64 / 10_000.0 < args.read_ratio;
+                    let key = (rng % 1024).to_le_bytes();
+                    if read {
+                        KvMap::get_command(&key)
+                    } else {
+                        KvMap::set_command(&key, &value)
+                    }
+                })
+                .collect();
+            let at = leader_of[usize::try_from(next_group).expect("fits")];
+            let request = engines[at].propose_batch(GroupId(next_group), commands);
+            in_flight.push_back((Instant::now(), next_group, request));
             next_group = (next_group + 1) % args.groups;
         }
-        let Some((started, group, proposal)) = in_flight.pop_front() else {
+        let Some((started, group, request)) = in_flight.pop_front() else {
             break;
         };
         let slot = usize::try_from(group).expect("fits");
-        match proposal.wait() {
-            Ok(_) => {
-                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                latencies.saturating_record(micros.max(1));
-                done.fetch_add(1, Ordering::Relaxed);
+        let answers = request.wait();
+        // The request's latency, from sending to its answer, counts for each proposal.
+        let micros = u64::try_from(started.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        for answer in answers {
+            match answer {
+                Ok(_) => {
+                    latencies.saturating_record(micros);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(RequestError::NotLeader {
+                    leader: Some(leader),
+                }) => {
+                    leader_of[slot] = NODES.iter().position(|&node| node == leader).unwrap_or(0);
+                }
+                Err(RequestError::NotLeader { leader: None } | RequestError::Superseded) => {
+                    leader_of[slot] = (leader_of[slot] + 1) % NODES.len();
+                }
+                Err(RequestError::Shutdown) => return latencies,
+                Err(error) => panic!("proposal failed: {error}"),
             }
-            Err(RequestError::NotLeader {
-                leader: Some(leader),
-            }) => {
-                leader_of[slot] = NODES.iter().position(|&node| node == leader).unwrap_or(0);
-            }
-            Err(RequestError::NotLeader { leader: None } | RequestError::Superseded) => {
-                leader_of[slot] = (leader_of[slot] + 1) % NODES.len();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(RequestError::Shutdown) => break,
-            Err(error) => panic!("proposal failed: {error}"),
         }
     }
     latencies
@@ -198,8 +210,14 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let dir = tempfile::tempdir_in(".").context("creating the data directory")?;
     eprintln!(
-        "loadgen: 3 nodes on loopback, {} groups, {} clients x {} in flight, {} B payloads, {} s, read ratio {}",
-        args.groups, args.clients, args.window, args.payload, args.duration_s, args.read_ratio
+        "loadgen: 3 nodes on loopback, {} groups, {} clients x {} in flight (requests of {}), {} B payloads, {} s, read ratio {}",
+        args.groups,
+        args.clients,
+        args.window,
+        args.batch,
+        args.payload,
+        args.duration_s,
+        args.read_ratio
     );
     let engines = Arc::new(start_cluster(dir.path())?);
     for engine in engines.iter() {
@@ -310,7 +328,7 @@ fn main() -> anyhow::Result<()> {
     );
     if let Some(path) = &args.json {
         let json = format!(
-            "{{\"ops_per_sec\": {ops:.1}, \"mb_per_sec\": {mb:.3}, \"p50_us\": {}, \"p90_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"max_us\": {}, \"wal_records_per_sec\": {:.1}, \"wal_syncs_per_sec\": {:.1}, \"entries_per_sync\": {:.2}, \"messages_per_frame\": {:.2}, \"config\": {{\"duration_s\": {}, \"payload\": {}, \"groups\": {}, \"clients\": {}, \"window\": {}, \"read_ratio\": {}, \"nodes\": 3, \"shards_per_node\": 1}}}}\n",
+            "{{\"ops_per_sec\": {ops:.1}, \"mb_per_sec\": {mb:.3}, \"p50_us\": {}, \"p90_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"max_us\": {}, \"wal_records_per_sec\": {:.1}, \"wal_syncs_per_sec\": {:.1}, \"entries_per_sync\": {:.2}, \"messages_per_frame\": {:.2}, \"config\": {{\"duration_s\": {}, \"payload\": {}, \"groups\": {}, \"clients\": {}, \"window\": {}, \"batch\": {}, \"read_ratio\": {}, \"nodes\": 3, \"shards_per_node\": 1}}}}\n",
             q(0.5),
             q(0.9),
             q(0.99),
@@ -325,6 +343,7 @@ fn main() -> anyhow::Result<()> {
             args.groups,
             args.clients,
             args.window,
+            args.batch,
             args.read_ratio
         );
         std::fs::write(path, json).with_context(|| format!("writing {path}"))?;

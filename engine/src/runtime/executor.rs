@@ -6,9 +6,11 @@
 //! events or the next tick is due, at most 1 ms (commands are picked up within that), and
 //! while log records are in flight it checks for their durability every 50 µs.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use flotilla_net::{NodeId as NetNodeId, TcpTransport, TransportConfig};
@@ -42,6 +44,13 @@ pub(crate) enum Command<M> {
         group: GroupId,
         command: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
+    },
+    /// Many proposals to one group, answered together once all are decided: one channel
+    /// message and one wakeup for the lot.
+    ProposeBatch {
+        group: GroupId,
+        commands: Vec<Vec<u8>>,
+        reply: oneshot::Sender<BatchOutcomes>,
     },
     Status {
         group: GroupId,
@@ -109,8 +118,54 @@ fn open<M: StateMachine>(setup: &ShardSetup) -> Result<Shard<TcpTransport, M>, S
     Ok(Shard::new(setup.raft.clone(), wal, transport))
 }
 
+/// Who waits for a proposal's outcome.
+enum Waiter {
+    One(oneshot::Sender<Result<Vec<u8>, RequestError>>),
+    InBatch {
+        batch: Rc<RefCell<BatchReply>>,
+        slot: usize,
+    },
+}
+
+/// The outcome of each proposal of a batch, in order.
+pub(crate) type BatchOutcomes = Vec<Result<Vec<u8>, RequestError>>;
+
+/// The outcomes of one `ProposeBatch`, sent when the last one is known.
+struct BatchReply {
+    outcomes: Vec<Option<Result<Vec<u8>, RequestError>>>,
+    remaining: usize,
+    reply: Option<oneshot::Sender<BatchOutcomes>>,
+}
+
+impl BatchReply {
+    fn decide(&mut self, slot: usize, outcome: Result<Vec<u8>, RequestError>) {
+        assert!(self.outcomes[slot].is_none(), "an outcome decided twice");
+        self.outcomes[slot] = Some(outcome);
+        self.remaining -= 1;
+        if self.remaining == 0 {
+            let outcomes = self
+                .outcomes
+                .drain(..)
+                .map(|o| o.expect("all decided"))
+                .collect();
+            if let Some(reply) = self.reply.take() {
+                reply.send(outcomes);
+            }
+        }
+    }
+}
+
+impl Waiter {
+    fn decide(self, outcome: Result<Vec<u8>, RequestError>) {
+        match self {
+            Waiter::One(reply) => reply.send(outcome),
+            Waiter::InBatch { batch, slot } => batch.borrow_mut().decide(slot, outcome),
+        }
+    }
+}
+
 /// Proposals made here, waiting for their entry to apply.
-type Waiting = HashMap<(GroupId, LogIndex), (Term, oneshot::Sender<Result<Vec<u8>, RequestError>>)>;
+type Waiting = HashMap<(GroupId, LogIndex), (Term, Waiter)>;
 
 async fn run<M: StateMachine>(
     shard: &mut Shard<TcpTransport, M>,
@@ -153,9 +208,9 @@ async fn run<M: StateMachine>(
             outcome,
         } in completions.drain(..)
         {
-            if let Some((term, reply)) = waiting.remove(&(group, proposed.index)) {
+            if let Some((term, waiter)) = waiting.remove(&(group, proposed.index)) {
                 debug_assert_eq!(term, proposed.term);
-                reply.send(outcome.map_err(|_| RequestError::Superseded));
+                waiter.decide(outcome.map_err(|_| RequestError::Superseded));
             }
         }
         if worked {
@@ -173,6 +228,35 @@ async fn run<M: StateMachine>(
             .await;
         }
     }
+}
+
+/// Proposes `command`; `waiter` learns the outcome now (refused) or once applied.
+fn propose<M: StateMachine>(
+    shard: &mut Shard<TcpTransport, M>,
+    group: GroupId,
+    command: &[u8],
+    waiter: Waiter,
+    waiting: &mut Waiting,
+) {
+    let refused = match shard.propose(group, command) {
+        Ok(proposed) => {
+            waiting.insert((group, proposed.index), (proposed.term, waiter));
+            return;
+        }
+        Err(ShardProposeError::UnknownGroup(group)) => RequestError::GroupNotFound(group),
+        Err(ShardProposeError::Raft(ProposeError::NotLeader { leader })) => {
+            RequestError::NotLeader { leader }
+        }
+        Err(ShardProposeError::Raft(ProposeError::ProposalTooLarge {
+            size_bytes,
+            max_bytes,
+        })) => RequestError::TooLarge {
+            size_bytes,
+            max_bytes,
+        },
+        Err(ShardProposeError::Raft(other)) => RequestError::Refused(other.to_string()),
+    };
+    waiter.decide(Err(refused));
 }
 
 /// Carries out one command; false on shutdown.
@@ -201,27 +285,33 @@ fn handle<M: StateMachine>(
             group,
             command,
             reply,
-        } => match shard.propose(group, &command) {
-            Ok(proposed) => {
-                waiting.insert((group, proposed.index), (proposed.term, reply));
+        } => {
+            propose(shard, group, &command, Waiter::One(reply), waiting);
+        }
+        Command::ProposeBatch {
+            group,
+            commands,
+            reply,
+        } => {
+            let batch = Rc::new(RefCell::new(BatchReply {
+                outcomes: commands.iter().map(|_| None).collect(),
+                remaining: commands.len(),
+                reply: Some(reply),
+            }));
+            // An empty batch is decided at once (no outcome will ever complete it).
+            if commands.is_empty()
+                && let Some(reply) = batch.borrow_mut().reply.take()
+            {
+                reply.send(Vec::new());
             }
-            Err(ShardProposeError::UnknownGroup(group)) => {
-                reply.send(Err(RequestError::GroupNotFound(group)))
+            for (slot, command) in commands.iter().enumerate() {
+                let waiter = Waiter::InBatch {
+                    batch: Rc::clone(&batch),
+                    slot,
+                };
+                propose(shard, group, command, waiter, waiting);
             }
-            Err(ShardProposeError::Raft(ProposeError::NotLeader { leader })) => {
-                reply.send(Err(RequestError::NotLeader { leader }))
-            }
-            Err(ShardProposeError::Raft(ProposeError::ProposalTooLarge {
-                size_bytes,
-                max_bytes,
-            })) => reply.send(Err(RequestError::TooLarge {
-                size_bytes,
-                max_bytes,
-            })),
-            Err(ShardProposeError::Raft(other)) => {
-                reply.send(Err(RequestError::Refused(other.to_string())))
-            }
-        },
+        }
         Command::Status { group, reply } => reply.send(shard.status(group)),
         Command::Stats { reply } => reply.send(shard.stats()),
         Command::Inspect { group, inspect } => inspect(shard.machine(group)),

@@ -13,6 +13,8 @@ struct State<T> {
     value: Option<T>,
     closed: bool,
     waker: Option<Waker>,
+    /// A thread blocks in `wait`: only then does `send` pay for a condvar notification.
+    blocked: bool,
 }
 
 struct Shared<T> {
@@ -42,6 +44,7 @@ pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
             value: None,
             closed: false,
             waker: None,
+            blocked: false,
         }),
         ready: Condvar::new(),
     });
@@ -55,16 +58,18 @@ impl<T> Sender<T> {
     }
 
     fn finish(&self, value: Option<T>) {
-        let waker = {
+        let (waker, blocked) = {
             let mut state = self.0.lock();
             if state.closed {
                 return;
             }
             state.value = value;
             state.closed = true;
-            state.waker.take()
+            (state.waker.take(), state.blocked)
         };
-        self.0.ready.notify_all();
+        if blocked {
+            self.0.ready.notify_all();
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -82,6 +87,7 @@ impl<T> Receiver<T> {
     pub fn wait(self) -> Option<T> {
         let mut state = self.0.lock();
         while !state.closed {
+            state.blocked = true;
             state = self
                 .0
                 .ready
@@ -89,6 +95,17 @@ impl<T> Receiver<T> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         state.value.take()
+    }
+
+    /// The value if it has arrived, without blocking: `Err(self)` while it has not,
+    /// `Ok(None)` if the sender was dropped without one.
+    pub fn try_take(self) -> Result<Option<T>, Receiver<T>> {
+        let mut state = self.0.lock();
+        if !state.closed {
+            drop(state);
+            return Err(self);
+        }
+        Ok(state.value.take())
     }
 }
 
