@@ -47,6 +47,19 @@ fn start_node(k: usize, addrs: &[SocketAddr], dir: &std::path::Path) -> Engine<K
     builder.start().expect("the node starts")
 }
 
+/// Three engines on loopback, each with its logs in its own directory.
+fn cluster() -> (Vec<tempfile::TempDir>, Vec<SocketAddr>, Vec<Engine<KvMap>>) {
+    let dirs: Vec<_> = NODES
+        .iter()
+        .map(|_| tempfile::tempdir().expect("directory"))
+        .collect();
+    let addrs = free_addrs();
+    let engines = (0..3)
+        .map(|k| start_node(k, &addrs, dirs[k].path()))
+        .collect();
+    (dirs, addrs, engines)
+}
+
 /// Proposes through whichever node leads, following leader hints; retries while no
 /// leader is known.
 fn propose(engines: &[Engine<KvMap>], group: GroupId, command: &[u8]) -> Vec<u8> {
@@ -93,14 +106,7 @@ fn wait_converged(engines: &[Engine<KvMap>], group: GroupId, key: &[u8], value: 
 #[test]
 fn a_thousand_groups_on_three_nodes_commit_and_agree() {
     const GROUPS: u64 = 1000;
-    let dirs: Vec<_> = NODES
-        .iter()
-        .map(|_| tempfile::tempdir().expect("directory"))
-        .collect();
-    let addrs = free_addrs();
-    let engines: Vec<Engine<KvMap>> = (0..3)
-        .map(|k| start_node(k, &addrs, dirs[k].path()))
-        .collect();
+    let (_dirs, _addrs, engines) = cluster();
     for engine in &engines {
         for group in 0..GROUPS {
             engine
@@ -141,14 +147,7 @@ fn a_thousand_groups_on_three_nodes_commit_and_agree() {
 
 #[test]
 fn bad_requests_get_typed_errors() {
-    let dirs: Vec<_> = NODES
-        .iter()
-        .map(|_| tempfile::tempdir().expect("directory"))
-        .collect();
-    let addrs = free_addrs();
-    let engines: Vec<Engine<KvMap>> = (0..3)
-        .map(|k| start_node(k, &addrs, dirs[k].path()))
-        .collect();
+    let (dirs, addrs, engines) = cluster();
     for engine in &engines {
         engine
             .create_group(GroupId(1), &NODES, KvMap::default())

@@ -304,40 +304,52 @@ fn main() -> anyhow::Result<()> {
     let messages = (after.messages_sent - before.messages_sent) as f64;
     let frames = (after.frames_sent - before.frames_sent) as f64;
     let q = |quantile: f64| latencies.value_at_quantile(quantile);
+    // (name in the JSON, column in the table, value): one list for both outputs.
+    let figures: [(&str, &str, f64); 11] = [
+        ("ops_per_sec", "ops/s", ops),
+        ("mb_per_sec", "MB/s", mb),
+        ("p50_us", "p50 µs", q(0.5) as f64),
+        ("p90_us", "p90 µs", q(0.9) as f64),
+        ("p99_us", "p99 µs", q(0.99) as f64),
+        ("p999_us", "p99.9 µs", q(0.999) as f64),
+        ("max_us", "max µs", latencies.max() as f64),
+        ("wal_records_per_sec", "WAL records/s", records / elapsed),
+        ("wal_syncs_per_sec", "WAL syncs/s", syncs / elapsed),
+        (
+            "entries_per_sync",
+            "entries per sync",
+            entries / syncs.max(1.0),
+        ),
+        (
+            "messages_per_frame",
+            "messages per frame",
+            messages / frames.max(1.0),
+        ),
+    ];
+    let column = |value: f64| {
+        if value >= 100.0 {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.2}")
+        }
+    };
     println!();
+    println!("| {} |", figures.map(|(_, title, _)| title).join(" | "));
+    println!("|{}", "---|".repeat(figures.len()));
     println!(
-        "| ops/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | WAL records/s | WAL syncs/s | entries per sync | messages per frame |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {:.0} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} |",
-        ops,
-        mb,
-        q(0.5),
-        q(0.9),
-        q(0.99),
-        q(0.999),
-        latencies.max(),
-        records / elapsed,
-        syncs / elapsed,
-        entries / syncs.max(1.0),
-        messages / frames.max(1.0)
+        "| {} |",
+        figures.map(|(_, _, value)| column(value)).join(" | ")
     );
     println!(
         "(3 replicas: each committed entry is written and synced on every node; counters sum the three nodes)"
     );
     if let Some(path) = &args.json {
-        let json = format!(
-            "{{\"ops_per_sec\": {ops:.1}, \"mb_per_sec\": {mb:.3}, \"p50_us\": {}, \"p90_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"max_us\": {}, \"wal_records_per_sec\": {:.1}, \"wal_syncs_per_sec\": {:.1}, \"entries_per_sync\": {:.2}, \"messages_per_frame\": {:.2}, \"config\": {{\"duration_s\": {}, \"payload\": {}, \"groups\": {}, \"clients\": {}, \"window\": {}, \"batch\": {}, \"read_ratio\": {}, \"nodes\": 3, \"shards_per_node\": 1}}}}\n",
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(0.999),
-            latencies.max(),
-            records / elapsed,
-            syncs / elapsed,
-            entries / syncs.max(1.0),
-            messages / frames.max(1.0),
+        let fields: Vec<String> = figures
+            .iter()
+            .map(|(name, _, value)| format!("\"{name}\": {value:.3}"))
+            .collect();
+        let config = format!(
+            "\"config\": {{\"duration_s\": {}, \"payload\": {}, \"groups\": {}, \"clients\": {}, \"window\": {}, \"batch\": {}, \"read_ratio\": {}, \"nodes\": 3, \"shards_per_node\": 1}}",
             args.duration_s,
             args.payload,
             args.groups,
@@ -346,6 +358,7 @@ fn main() -> anyhow::Result<()> {
             args.batch,
             args.read_ratio
         );
+        let json = format!("{{{}, {config}}}\n", fields.join(", "));
         std::fs::write(path, json).with_context(|| format!("writing {path}"))?;
     }
     for engine in engines.iter() {

@@ -28,6 +28,21 @@ fn start(node: NodeId, dir: &std::path::Path, network: &MemoryNetwork, groups: u
     shard
 }
 
+/// Three nodes on one in-memory network, each with its log in its own directory.
+fn cluster(groups: u64) -> (MemoryNetwork, Vec<tempfile::TempDir>, Vec<TestShard>) {
+    let network = MemoryNetwork::new();
+    let dirs: Vec<_> = NODES
+        .iter()
+        .map(|_| tempfile::tempdir().expect("directory"))
+        .collect();
+    let shards = NODES
+        .iter()
+        .zip(&dirs)
+        .map(|(&node, dir)| start(node, dir.path(), &network, groups))
+        .collect();
+    (network, dirs, shards)
+}
+
 /// Runs every shard (ticking every 4th turn) until `done` holds.
 fn run_until(
     shards: &mut [TestShard],
@@ -103,16 +118,7 @@ fn assert_converged(shards: &mut [TestShard], groups: u64, value: &[u8]) {
 #[test]
 fn a_thousand_groups_commit_a_proposal_each_and_every_replica_agrees() {
     const GROUPS: u64 = 1000;
-    let network = MemoryNetwork::new();
-    let dirs: Vec<_> = NODES
-        .iter()
-        .map(|_| tempfile::tempdir().expect("directory"))
-        .collect();
-    let mut shards: Vec<TestShard> = NODES
-        .iter()
-        .zip(&dirs)
-        .map(|(&node, dir)| start(node, dir.path(), &network, GROUPS))
-        .collect();
+    let (_network, _dirs, mut shards) = cluster(GROUPS);
     let completions = write_everywhere(&mut shards, GROUPS, b"v1");
     assert_eq!(completions.len() as u64, GROUPS);
     assert!(
@@ -139,16 +145,7 @@ fn a_thousand_groups_commit_a_proposal_each_and_every_replica_agrees() {
 #[test]
 fn a_node_restarted_from_its_log_catches_up() {
     const GROUPS: u64 = 50;
-    let network = MemoryNetwork::new();
-    let dirs: Vec<_> = NODES
-        .iter()
-        .map(|_| tempfile::tempdir().expect("directory"))
-        .collect();
-    let mut shards: Vec<TestShard> = NODES
-        .iter()
-        .zip(&dirs)
-        .map(|(&node, dir)| start(node, dir.path(), &network, GROUPS))
-        .collect();
+    let (network, dirs, mut shards) = cluster(GROUPS);
     write_everywhere(&mut shards, GROUPS, b"before");
     assert_converged(&mut shards, GROUPS, b"before");
     // Node 3 stops; the others keep writing.
@@ -187,16 +184,7 @@ fn proposals_to_unknown_groups_and_followers_are_refused() {
 #[test]
 fn a_partitioned_minority_commits_nothing_and_healing_converges() {
     const GROUPS: u64 = 30;
-    let network = MemoryNetwork::new();
-    let dirs: Vec<_> = NODES
-        .iter()
-        .map(|_| tempfile::tempdir().expect("directory"))
-        .collect();
-    let mut shards: Vec<TestShard> = NODES
-        .iter()
-        .zip(&dirs)
-        .map(|(&node, dir)| start(node, dir.path(), &network, GROUPS))
-        .collect();
+    let (network, _dirs, mut shards) = cluster(GROUPS);
     write_everywhere(&mut shards, GROUPS, b"one");
     assert_converged(&mut shards, GROUPS, b"one");
     // Node 1 alone on one side.
@@ -277,16 +265,7 @@ fn a_partitioned_minority_commits_nothing_and_healing_converges() {
 #[test]
 fn when_the_node_leading_most_groups_fails_the_others_take_over_and_it_catches_up() {
     const GROUPS: u64 = 40;
-    let network = MemoryNetwork::new();
-    let dirs: Vec<_> = NODES
-        .iter()
-        .map(|_| tempfile::tempdir().expect("directory"))
-        .collect();
-    let mut shards: Vec<TestShard> = NODES
-        .iter()
-        .zip(&dirs)
-        .map(|(&node, dir)| start(node, dir.path(), &network, GROUPS))
-        .collect();
+    let (network, dirs, mut shards) = cluster(GROUPS);
     let first = write_everywhere(&mut shards, GROUPS, b"one");
     assert!(first.iter().all(|completion| completion.outcome.is_ok()));
     let leads = |shard: &TestShard| {
@@ -318,16 +297,7 @@ fn when_the_node_leading_most_groups_fails_the_others_take_over_and_it_catches_u
 
 #[test]
 fn an_oversize_proposal_is_refused_with_its_size() {
-    let network = MemoryNetwork::new();
-    let dirs: Vec<_> = NODES
-        .iter()
-        .map(|_| tempfile::tempdir().expect("directory"))
-        .collect();
-    let mut shards: Vec<TestShard> = NODES
-        .iter()
-        .zip(&dirs)
-        .map(|(&node, dir)| start(node, dir.path(), &network, 1))
-        .collect();
+    let (_network, _dirs, mut shards) = cluster(1);
     run_until(&mut shards, 20_000, |shards| {
         leader_of(shards, GroupId(0)).is_some()
     });
