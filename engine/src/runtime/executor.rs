@@ -208,8 +208,13 @@ async fn run<M: StateMachine>(
             outcome,
         } in completions.drain(..)
         {
-            if let Some((term, waiter)) = waiting.remove(&(group, proposed.index)) {
-                debug_assert_eq!(term, proposed.term);
+            // The waiter of an older proposal at this index was answered when the newer one
+            // took its place (`propose`); only the proposal of the same term is decided here.
+            if waiting
+                .get(&(group, proposed.index))
+                .is_some_and(|(term, _)| *term == proposed.term)
+            {
+                let (_, waiter) = waiting.remove(&(group, proposed.index)).expect("checked");
                 waiter.decide(outcome.map_err(|_| RequestError::Superseded));
             }
         }
@@ -240,7 +245,11 @@ fn propose<M: StateMachine>(
 ) {
     let refused = match shard.propose(group, command) {
         Ok(proposed) => {
-            waiting.insert((group, proposed.index), (proposed.term, waiter));
+            let key = (group, proposed.index);
+            if let Some((_, older)) = waiting.insert(key, (proposed.term, waiter)) {
+                // Proposed in an earlier term at this index: it can never apply now.
+                older.decide(Err(RequestError::Superseded));
+            }
             return;
         }
         Err(ShardProposeError::UnknownGroup(group)) => RequestError::GroupNotFound(group),

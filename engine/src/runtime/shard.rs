@@ -231,7 +231,22 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             .get_mut(&group)
             .ok_or(ShardProposeError::UnknownGroup(group))?;
         let proposed = slot.raft.propose(command)?;
-        slot.waiting.insert(proposed.index, proposed.term);
+        // An older proposal of ours at the same index (from an earlier term in which this
+        // replica also led) can never apply now: its index holds an entry of a later term.
+        if let Some(older) = slot.waiting.insert(proposed.index, proposed.term) {
+            assert!(
+                older < proposed.term,
+                "two proposals at one index in one term"
+            );
+            self.completions.push(Completion {
+                group,
+                proposed: Proposed {
+                    index: proposed.index,
+                    term: older,
+                },
+                outcome: Err(Superseded),
+            });
+        }
         Ok(proposed)
     }
 
