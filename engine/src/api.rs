@@ -22,6 +22,9 @@ use crate::runtime::shard::ShardStats;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::wire::GroupId;
 
+/// The largest `proposal_bytes_max` the engine accepts: half a transport frame.
+pub const PROPOSAL_BYTES_LIMIT: usize = 8 << 20;
+
 /// The node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -70,7 +73,8 @@ pub enum RequestError {
     /// The group refused the proposal for another reason (transfer in progress, stopping).
     #[error("refused: {0}")]
     Refused(String),
-    /// The engine shut down (or the shard stopped after a storage failure) before an answer.
+    /// The engine shut down (or the shard stopped after a storage failure) before an answer:
+    /// the outcome is unknown (a proposal may still have been committed).
     #[error("the engine is shut down")]
     Shutdown,
 }
@@ -151,6 +155,14 @@ impl EngineBuilder {
         if let Err(error) = self.raft.validate() {
             return invalid(error.to_string());
         }
+        // A proposal must fit one transport frame (16 MiB) with room to spare, and one
+        // turn's log record.
+        if self.raft.proposal_bytes_max > PROPOSAL_BYTES_LIMIT {
+            return invalid(format!(
+                "proposal_bytes_max {} is above {PROPOSAL_BYTES_LIMIT}",
+                self.raft.proposal_bytes_max
+            ));
+        }
         let mut seen = vec![self.node];
         for &(peer, _) in &self.peers {
             if seen.contains(&peer) || peer.0 == u64::MAX {
@@ -175,9 +187,15 @@ impl EngineBuilder {
     /// every shard runs.
     pub fn start<M: StateMachine + 'static>(self) -> Result<Engine<M>, BuildError> {
         self.validate()?;
-        let mut shards = Vec::new();
-        let mut threads = Vec::new();
-        let mut listening = Vec::new();
+        self.check_data_dir()?;
+        // Shards join `engine` as they start: if a later one fails, dropping `engine`
+        // shuts down those already running (their logs closed, their ports released).
+        let mut engine = Engine {
+            node: self.node,
+            shards: Vec::new(),
+            threads: std::sync::Mutex::new(Vec::new()),
+            listening: Vec::new(),
+        };
         for index in 0..self.shards {
             let offset = |addr: SocketAddr| {
                 let mut addr = addr;
@@ -210,10 +228,14 @@ impl EngineBuilder {
                     reason,
                 }
             })?;
-            shards.push(tx);
-            threads.push(thread);
+            engine.shards.push(tx);
+            engine
+                .threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(thread);
             match started_rx.wait() {
-                Some(Ok(addr)) => listening.push(addr),
+                Some(Ok(addr)) => engine.listening.push(addr),
                 Some(Err(reason)) => {
                     return Err(BuildError::Shard {
                         shard: index,
@@ -228,12 +250,44 @@ impl EngineBuilder {
                 }
             }
         }
-        Ok(Engine {
-            node: self.node,
-            shards,
-            threads: std::sync::Mutex::new(threads),
-            listening,
-        })
+        Ok(engine)
+    }
+
+    /// Creates `data_dir` with its identity file on first start; afterwards refuses to start
+    /// with another node id, cluster id or shard count (groups would be looked for in the
+    /// wrong shard's log, and a replica that forgot its vote could vote twice).
+    fn check_data_dir(&self) -> Result<(), BuildError> {
+        let identity = format!(
+            "flotilla-engine\nnode {}\ncluster {}\nshards {}\n",
+            self.node.0, self.cluster_id, self.shards
+        );
+        let path = self.data_dir.join("FLOTILLA_ENGINE");
+        let io = |what: &str, error: std::io::Error| {
+            BuildError::Config(format!("{what} {}: {error}", path.display()))
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(found) if found == identity => Ok(()),
+            Ok(found) => Err(BuildError::Config(format!(
+                "{} belongs to another node or shard count: it holds {:?}, this node is {:?}",
+                self.data_dir.display(),
+                found,
+                identity
+            ))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .map_err(|e| io("creating the directory of", e))?;
+                let temp = self.data_dir.join("FLOTILLA_ENGINE.tmp");
+                let mut file = std::fs::File::create(&temp).map_err(|e| io("creating", e))?;
+                std::io::Write::write_all(&mut file, identity.as_bytes())
+                    .map_err(|e| io("writing", e))?;
+                file.sync_all().map_err(|e| io("syncing", e))?;
+                std::fs::rename(&temp, &path).map_err(|e| io("renaming into", e))?;
+                std::fs::File::open(&self.data_dir)
+                    .and_then(|dir| dir.sync_all())
+                    .map_err(|e| io("syncing the directory of", e))
+            }
+            Err(error) => Err(io("reading", error)),
+        }
     }
 }
 
@@ -262,7 +316,9 @@ impl<M: StateMachine + 'static> Engine<M> {
         rx
     }
 
-    /// Creates this node's replica of `group` with `members` (including this node).
+    /// Creates this node's replica of `group` with `members` (including this node), restored
+    /// from the log if the group was here before. `machine` must be empty: the group's
+    /// committed log is applied to it again from index 1 (snapshots arrive with issue 6).
     pub fn create_group(
         &self,
         group: GroupId,

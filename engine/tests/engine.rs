@@ -219,6 +219,24 @@ fn bad_requests_get_typed_errors() {
             max_bytes: max
         })
     );
+    // A batch larger than one turn's record is refused whole, and the shard keeps going.
+    let huge: Vec<Vec<u8>> = (0..3).map(|_| vec![1u8; 4 << 20]).collect();
+    let refused = engines[at].propose_batch(GroupId(1), huge).wait();
+    assert!(
+        refused
+            .iter()
+            .all(|answer| matches!(answer, Err(RequestError::TooLarge { .. })))
+    );
+    propose(
+        &engines,
+        GroupId(1),
+        &KvMap::set_command(b"still", b"alive"),
+    );
+    // A data directory remembers its node and shard count.
+    assert!(matches!(
+        EngineBuilder::new(NODES[0], 0xC0FFEE, dirs[0].path(), addrs[0]).shards(2).start::<KvMap>(),
+        Err(flotilla::BuildError::Config(reason)) if reason.contains("another node or shard count")
+    ));
     // After shutdown every request is answered with `Shutdown`, never left hanging.
     engines[2].shutdown();
     assert_eq!(

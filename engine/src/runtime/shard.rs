@@ -33,6 +33,14 @@ use crate::runtime::state_machine::StateMachine;
 use crate::runtime::storage::{PersistError, RestoreError, persist_ready, restore_group};
 use crate::runtime::wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};
 
+/// Bytes of received frames stepped in one turn, at most (plus one frame).
+const RECEIVED_BYTES_PER_TURN_MAX: usize = 8 << 20;
+
+/// Bytes of Readies gathered into one log record before it is submitted and the next
+/// record started (plus one Ready). With the receive bound above and the engine's bound
+/// on proposal bytes per turn, one Ready stays far below the log's record maximum.
+const RECORD_BYTES_SOFT_MAX: usize = 8 << 20;
+
 /// The shard cannot go on: its log failed. Nothing is retried (a failed sync may have lost
 /// writes the kernel reported as done).
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +126,8 @@ struct Slot<M> {
     last_index: LogIndex,
     /// Proposals made on this shard, waiting for their index to be applied.
     waiting: BTreeMap<LogIndex, Term>,
+    /// The term of the last entry applied.
+    applied_term: Term,
 }
 
 /// A `Ready` whose persistence is in flight.
@@ -207,6 +217,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 machine,
                 last_index,
                 waiting: BTreeMap::new(),
+                applied_term: Term(0),
             },
         );
         Ok(())
@@ -266,12 +277,22 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         if self.events.is_empty() {
             return false;
         }
-        for event in self.events.drain(..) {
+        // Step at most `RECEIVED_BYTES_PER_TURN_MAX` of frames per turn (the rest waits for
+        // the next): what a turn appends to the log stays far below a record's maximum.
+        let mut taken_bytes = 0;
+        let mut taken = 0;
+        for event in &self.events {
+            if taken_bytes >= RECEIVED_BYTES_PER_TURN_MAX {
+                break;
+            }
+            taken += 1;
             // Losses and closed connections need no action: Raft resends what matters.
             if let TransportEvent::Received { frame, .. } = event {
-                decode_batch(&frame, &mut self.inbound, &mut self.wire_errors);
+                taken_bytes += frame.body().len();
+                decode_batch(frame, &mut self.inbound, &mut self.wire_errors);
             }
         }
+        self.events.drain(..taken);
         self.stats.rejected_messages += self.wire_errors.len() as u64;
         self.wire_errors.clear();
         for InboundMessage { group, message } in self.inbound.drain(..) {
@@ -290,6 +311,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// Takes every group's Ready: messages out now, persistence into one record.
     fn collect_readies(&mut self) -> Result<bool, ShardError> {
         let mut readies = Vec::new();
+        let mut submitted_early = false;
         for (&group, slot) in &mut self.groups {
             while let Some(ready) = slot.raft.poll_ready() {
                 for message in &ready.messages {
@@ -298,26 +320,37 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 }
                 self.stats.wal_entries += ready.entries.len() as u64;
                 persist_ready(&mut self.batch, group, &ready, &mut slot.last_index)?;
+                debug_assert!(ready.read_states.is_empty(), "reads are not offered yet");
                 readies.push(PendingReady {
                     group,
                     id: ready.id,
                     persisted_messages: ready.persisted_messages,
                     committed_entries: ready.committed_entries,
                 });
+                if self.batch.body_bytes() >= RECORD_BYTES_SOFT_MAX {
+                    submitted_early = true;
+                    let full = std::mem::take(&mut readies);
+                    submit_turn(
+                        &mut self.wal,
+                        &mut self.batch,
+                        full,
+                        &mut self.in_flight,
+                        &mut self.stats,
+                    )?;
+                }
             }
         }
         if readies.is_empty() {
-            return Ok(false);
+            // Nothing polled, or everything already submitted by the size bound above.
+            return Ok(submitted_early);
         }
-        // A Ready with nothing to write still waits for every record before it.
-        let lsn = if self.batch.is_empty() {
-            self.wal.submitted_lsn()
-        } else {
-            self.stats.wal_records += 1;
-            self.wal.submit(&self.batch)?
-        };
-        self.batch.clear();
-        self.in_flight.push_back(InFlight { lsn, readies });
+        submit_turn(
+            &mut self.wal,
+            &mut self.batch,
+            readies,
+            &mut self.in_flight,
+            &mut self.stats,
+        )?;
         Ok(true)
     }
 
@@ -418,6 +451,29 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     }
 }
 
+/// Submits `batch` as one record for `readies` (or, when it holds nothing to write, orders
+/// them after every record already submitted) and starts a new batch.
+fn submit_turn(
+    wal: &mut Wal,
+    batch: &mut WriteBatch,
+    readies: Vec<PendingReady>,
+    in_flight: &mut VecDeque<InFlight>,
+    stats: &mut ShardStats,
+) -> Result<(), ShardError> {
+    // Reap completed writes first: the log starts a sync only with no write in flight,
+    // and this turn's write is about to be.
+    wal.poll()?;
+    let lsn = if batch.is_empty() {
+        wal.submitted_lsn()
+    } else {
+        stats.wal_records += 1;
+        wal.submit(batch)?
+    };
+    batch.clear();
+    in_flight.push_back(InFlight { lsn, readies });
+    Ok(())
+}
+
 /// Sends `batch` to `to`, halving it until each part fits a frame.
 fn send_split<T: Transport>(
     transport: &mut T,
@@ -455,13 +511,23 @@ fn apply<M: StateMachine>(
         EntryKind::Noop => None,
     };
     // A proposal at this index succeeded iff the entry has its term; one at a later index
-    // with a lower term failed for good (Leader Completeness: see `Proposed`).
-    let decided: Vec<(LogIndex, Term)> = slot
-        .waiting
-        .range(entry.index..)
-        .filter(|&(&index, &term)| index == entry.index || term < entry.term)
-        .map(|(&index, &term)| (index, term))
-        .collect();
+    // with a lower term failed for good (Leader Completeness: see `Proposed`). Proposals
+    // are made in terms at least as high as every term already applied, so the sweep of
+    // later indexes is needed only when the applied term rises.
+    let decided: Vec<(LogIndex, Term)> = if entry.term > slot.applied_term {
+        slot.applied_term = entry.term;
+        slot.waiting
+            .range(entry.index..)
+            .filter(|&(&index, &term)| index == entry.index || term < entry.term)
+            .map(|(&index, &term)| (index, term))
+            .collect()
+    } else {
+        slot.waiting
+            .get(&entry.index)
+            .map(|&term| (entry.index, term))
+            .into_iter()
+            .collect()
+    };
     for (index, term) in decided {
         slot.waiting.remove(&index);
         let outcome = match &result {
