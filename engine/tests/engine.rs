@@ -254,3 +254,95 @@ fn bad_requests_get_typed_errors() {
         Err(flotilla::BuildError::Config(_))
     ));
 }
+
+#[test]
+fn the_node_leading_most_groups_fails_the_others_take_over_and_it_catches_up_on_restart() {
+    const GROUPS: u64 = 40;
+    let (dirs, addrs, mut engines) = cluster();
+    for engine in &engines {
+        for group in 0..GROUPS {
+            engine
+                .create_group(GroupId(group), &NODES, KvMap::default())
+                .expect("created");
+        }
+    }
+    for group in 0..GROUPS {
+        propose(
+            &engines,
+            GroupId(group),
+            &KvMap::set_command(b"before", b"one"),
+        );
+    }
+    let leads = |engine: &Engine<KvMap>| {
+        (0..GROUPS)
+            .filter(|&g| {
+                engine
+                    .status(GroupId(g))
+                    .is_ok_and(|s| s.role == flotilla::raft::Role::Leader)
+            })
+            .count()
+    };
+    let busiest = (0..3)
+        .max_by_key(|&k| leads(&engines[k]))
+        .expect("three nodes");
+    engines[busiest].shutdown();
+    // Every group commits without it (proposals go to the two nodes left).
+    let survivors: Vec<Engine<KvMap>> = {
+        let mut rest = Vec::new();
+        for (k, engine) in engines.drain(..).enumerate() {
+            if k != busiest {
+                rest.push(engine);
+            }
+        }
+        rest
+    };
+    for group in 0..GROUPS {
+        propose_among(
+            &survivors,
+            GroupId(group),
+            &KvMap::set_command(b"k", b"two"),
+        );
+    }
+    // It restarts from its data directory and catches up: every acknowledged write is on
+    // every replica.
+    let restarted = start_node(busiest, &addrs, dirs[busiest].path());
+    for group in 0..GROUPS {
+        restarted
+            .create_group(GroupId(group), &NODES, KvMap::default())
+            .expect("restored");
+    }
+    let mut all = survivors;
+    all.push(restarted);
+    for group in 0..GROUPS {
+        wait_converged(&all, GroupId(group), b"after", b"two");
+        wait_converged(&all, GroupId(group), b"before", b"one");
+    }
+}
+
+/// Like `propose`, over any subset of the nodes: a hint to a node not in `engines` is
+/// ignored and the next one tried.
+fn propose_among(engines: &[Engine<KvMap>], group: GroupId, command: &[u8]) {
+    let mut at = 0;
+    for _attempt in 0..5_000 {
+        match engines[at].propose_blocking(group, command.to_vec()) {
+            Ok(_) => return,
+            Err(RequestError::NotLeader {
+                leader: Some(leader),
+            }) => {
+                at = engines
+                    .iter()
+                    .position(|e| e.node() == leader)
+                    .unwrap_or((at + 1) % engines.len());
+                if engines[at].node() != leader {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            Err(RequestError::NotLeader { leader: None } | RequestError::Superseded) => {
+                at = (at + 1) % engines.len();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(error) => panic!("proposal failed: {error}"),
+        }
+    }
+    panic!("no leader among the nodes left accepted the proposal");
+}
