@@ -100,7 +100,17 @@ fn wait_converged(engines: &[Engine<KvMap>], group: GroupId, key: &[u8], value: 
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    panic!("group {group:?} did not converge");
+    let held: Vec<_> = engines
+        .iter()
+        .map(|engine| {
+            let key = key.to_vec();
+            (
+                engine.node(),
+                engine.inspect(group, move |map| map.get(&key).map(<[u8]>::to_vec)),
+            )
+        })
+        .collect();
+    panic!("group {group:?} did not converge on {key:?}: {held:?}");
 }
 
 #[test]
@@ -300,7 +310,7 @@ fn the_node_leading_most_groups_fails_the_others_take_over_and_it_catches_up_on_
         propose_among(
             &survivors,
             GroupId(group),
-            &KvMap::set_command(b"k", b"two"),
+            &KvMap::set_command(b"after", b"two"),
         );
     }
     // It restarts from its data directory and catches up: every acknowledged write is on
