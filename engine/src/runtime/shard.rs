@@ -146,7 +146,6 @@ struct InFlight {
 
 /// One shard of one node: its groups, its log, its transport. See the module docs.
 pub struct Shard<T: Transport, M: StateMachine> {
-    node: NodeId,
     config: Config,
     wal: Wal,
     transport: T,
@@ -167,7 +166,6 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// from it, the node id and the group id.
     pub fn new(config: Config, wal: Wal, transport: T) -> Shard<T, M> {
         Shard {
-            node: config.id,
             outbound: OutboundBatches::new(config.id),
             config,
             wal,
@@ -204,7 +202,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         // shared a seed would time out together and split their votes forever.
         let seed = self.config.seed
             ^ group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ self.node.0.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            ^ self.config.id.0.wrapping_mul(0xBF58_476D_1CE4_E5B9);
         let config = Config {
             seed,
             ..self.config.clone()
@@ -428,7 +426,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
 
     /// This shard's node.
     pub fn node(&self) -> NodeId {
-        self.node
+        self.config.id
     }
 
     /// Counters of the shard's work.

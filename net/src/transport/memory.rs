@@ -181,7 +181,7 @@ impl Transport for MemoryTransport {
             return Err(SendError::QueueFull { peer });
         }
         let buffer = link.queue.take_spare();
-        let frame = config.encode_for(peer, batch, buffer)?;
+        let frame = config.encode(batch, buffer)?;
         let id = link.queue.push(frame, batch.has_snapshot_chunk());
         let partitioned = hub.partitions.contains(&(local.min(peer), local.max(peer)));
         if partitioned {

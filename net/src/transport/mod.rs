@@ -241,14 +241,13 @@ impl TransportConfig {
         Ok(())
     }
 
-    /// Encodes `batch` for `peer` after checking its size.
-    pub(crate) fn encode_for(
+    /// Encodes `batch` (its addressing already checked by `check_outgoing`) within the
+    /// maximum frame body.
+    pub(crate) fn encode(
         &self,
-        peer: NodeId,
         batch: &MessageBatch,
         buffer: AlignedVec,
     ) -> Result<EncodedFrame, SendError> {
-        self.check_outgoing(peer, batch)?;
         encode_batch(batch, buffer, self.frame_body_bytes_max).map_err(|body_bytes| {
             SendError::TooLarge {
                 body_bytes,

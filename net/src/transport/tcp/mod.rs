@@ -195,7 +195,7 @@ impl Transport for TcpTransport {
                 return Err(SendError::QueueFull { peer: peer.id });
             }
             let buffer = queue.take_spare();
-            let frame = self.shared.config.encode_for(peer.id, batch, buffer)?;
+            let frame = self.shared.config.encode(batch, buffer)?;
             queue.push(frame, batch.has_snapshot_chunk())
         };
         peer.work.notify();
