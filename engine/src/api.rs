@@ -7,7 +7,7 @@
 //! peer's port + `s`. Every node of a cluster must run the same number of shards.
 //!
 //! Not yet (issue 5): reads, leadership transfer, group removal, a proposal memory budget
-//! (`Busy`), metrics histograms, quiescence of idle groups.
+//! (`Busy`), metrics histograms.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use flotilla_net::{NodeId as NetNodeId, TransportConfig};
 
-use crate::raft::{Config, NodeId, Status};
+use crate::raft::{Config, ELECTION_TIMEOUT_TICKS_DEFAULT, NodeId, Status};
 use crate::runtime::executor::{self, Command, ShardSetup};
 use crate::runtime::oneshot;
 use crate::runtime::shard::ShardStats;
@@ -110,7 +110,11 @@ impl EngineBuilder {
             peers: Vec::new(),
             shards: u32::try_from(cores).unwrap_or(1),
             tick: Duration::from_millis(10),
-            raft: Config::new(node, node.0),
+            raft: Config {
+                // Idle groups go silent after an election timeout without work.
+                quiesce_after_ticks: ELECTION_TIMEOUT_TICKS_DEFAULT,
+                ..Config::new(node, node.0)
+            },
         }
     }
 

@@ -30,6 +30,7 @@ fn raft_config() -> Config {
         election_timeout_ticks: 20,
         heartbeat_interval_ticks: 4,
         lease_ticks: 10,
+        quiesce_after_ticks: 20,
         ..Config::new(NodeId(0), 0)
     }
 }
@@ -153,9 +154,66 @@ fn a_thousand_groups_on_three_nodes_commit_and_agree() {
         entries >= 3 * 2 * GROUPS,
         "a no-op and a proposal per group on every node"
     );
+    assert_idle_groups_go_silent(&engines, GROUPS);
     for engine in &engines {
         engine.shutdown();
     }
+}
+
+/// Waits until every replica of the `groups` groups is quiesced.
+fn wait_quiesced(engines: &[Engine<KvMap>], groups: u64) {
+    let quiesced = || -> u64 {
+        engines
+            .iter()
+            .flat_map(Engine::stats)
+            .map(|s| s.groups_quiesced)
+            .sum()
+    };
+    for _attempt in 0..5_000 {
+        if quiesced() == engines.len() as u64 * groups {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!(
+        "groups quiesced: {} of {}",
+        quiesced(),
+        engines.len() as u64 * groups
+    );
+}
+
+/// Once every group has quiesced, the nodes exchange (close to) no Raft messages: over the
+/// next 500 ticks, heartbeating groups would send 1000 · 2 · 500 / 4 = 250 000.
+fn assert_idle_groups_go_silent(engines: &[Engine<KvMap>], groups: u64) {
+    let totals = |engines: &[Engine<KvMap>]| {
+        engines
+            .iter()
+            .flat_map(Engine::stats)
+            .fold((0, 0, 0), |acc, s| {
+                (
+                    acc.0 + s.groups_quiesced,
+                    acc.1 + s.messages_sent,
+                    acc.2 + s.frames_sent,
+                )
+            })
+    };
+    wait_quiesced(engines, groups);
+    let (_, messages_before, frames_before) = totals(engines);
+    std::thread::sleep(Duration::from_millis(1000)); // 500 ticks of 2 ms.
+    let (quiesced, messages_after, frames_after) = totals(engines);
+    assert_eq!(quiesced, 3 * groups, "every group stays quiesced");
+    assert!(
+        messages_after - messages_before <= 10,
+        "{} messages sent by idle groups",
+        messages_after - messages_before
+    );
+    // What still flows is the node-level keepalive: about one frame per node pair per
+    // heartbeat interval, independent of the number of groups.
+    assert!(
+        frames_after - frames_before <= 6 * 500 / 4 * 2,
+        "{} frames sent by idle nodes",
+        frames_after - frames_before
+    );
 }
 
 #[test]
@@ -295,7 +353,33 @@ fn the_node_leading_most_groups_fails_the_others_take_over_and_it_catches_up_on_
     let busiest = (0..3)
         .max_by_key(|&k| leads(&engines[k]))
         .expect("three nodes");
+    // Every group goes quiet first: its followers run no election timer, so only the
+    // shards' silence detection can wake them when the leader's node goes.
+    wait_quiesced(&engines, GROUPS);
     engines[busiest].shutdown();
+    let survivors_lead_every_group = |engines: &[Engine<KvMap>]| {
+        (0..GROUPS).all(|g| {
+            engines.iter().enumerate().any(|(k, engine)| {
+                k != busiest
+                    && engine
+                        .status(GroupId(g))
+                        .is_ok_and(|s| s.role == flotilla::raft::Role::Leader)
+            })
+        })
+    };
+    let mut elected = false;
+    for _attempt in 0..5_000 {
+        // Status does not wake a group; nothing is proposed until every group has a leader.
+        if survivors_lead_every_group(&engines) {
+            elected = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        elected,
+        "the quiesced groups of the failed node elected new leaders"
+    );
     // Every group commits without it (proposals go to the two nodes left).
     let survivors: Vec<Engine<KvMap>> = {
         let mut rest = Vec::new();

@@ -208,6 +208,13 @@ mod message_body {
             /// The follower refused the snapshot (it is stale for it).
             rejected: bool,
         },
+        /// Leader → follower: the group is idle, stop the election timer.
+        Quiesce {
+            /// The commit index the follower may adopt.
+            commit: u64,
+            /// The leader's latest read round.
+            read_round: u64,
+        },
     }
 }
 

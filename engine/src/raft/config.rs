@@ -43,6 +43,15 @@ pub struct Config {
     pub proposal_bytes_max: usize,
     /// At most this many committed entries handed out for apply in one `Ready`.
     pub apply_entries_max: usize,
+    /// A leader whose group has been idle for this many ticks (every follower holds the
+    /// whole log and knows it is committed, no read or transfer waits) tells its followers
+    /// to quiesce, and the group stops ticking: no heartbeats, no election timer, until any
+    /// message, proposal or read wakes it. 0 never quiesces. A driver that enables this must
+    /// wake the quiesced groups of a leader it stops hearing from ([`RaftGroup::wake`]):
+    /// quiesced followers do not notice a dead leader by themselves.
+    ///
+    /// [`RaftGroup::wake`]: crate::raft::RaftGroup::wake
+    pub quiesce_after_ticks: u32,
     /// Seeds the replica's random election timeouts; give each replica a different one.
     pub seed: u64,
 }
@@ -70,6 +79,7 @@ impl Config {
             append_bytes_max: 1 << 20,
             proposal_bytes_max: 8 << 20,
             apply_entries_max: 4096,
+            quiesce_after_ticks: 0,
             seed,
         }
     }

@@ -21,6 +21,9 @@ impl RaftGroup {
     /// meaning; it was not taken and nothing changed.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         self.validate(&message)?;
+        if self.woken_by(&message) {
+            self.wake();
+        }
         let result = self.step_validated(message);
         self.check_invariants();
         result
@@ -104,7 +107,9 @@ impl RaftGroup {
                 {
                     // A granted pre-vote carries the term it was asked about, which is ours + 1.
                 }
-                MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
+                MessageBody::AppendEntries(_)
+                | MessageBody::Heartbeat(_)
+                | MessageBody::Quiesce(_) => {
                     // Figure 2, all servers: a higher term makes us a follower (of its sender,
                     // which can only be the leader of that term).
                     self.become_follower(message.term, Some(message.from));
@@ -113,7 +118,9 @@ impl RaftGroup {
             }
         } else if message.term < self.term {
             match &message.body {
-                MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
+                MessageBody::AppendEntries(_)
+                | MessageBody::Heartbeat(_)
+                | MessageBody::Quiesce(_) => {
                     // Figure 2, AppendEntries rule 1: reply false to a stale term. The stale
                     // leader (for instance one that was partitioned) learns the newer term from
                     // our answer and steps down.
@@ -228,6 +235,11 @@ impl RaftGroup {
                 self.leader = Some(from);
                 self.handle_heartbeat(from, heartbeat);
             }
+            MessageBody::Quiesce(quiesce) => {
+                self.election_elapsed = 0;
+                self.leader = Some(from);
+                self.handle_quiesce(quiesce);
+            }
             MessageBody::TimeoutNow => {
                 // Thesis §3.10: the leader wants us to take over; campaign at once, skipping
                 // pre-vote, and tell voters to ignore their leases.
@@ -250,7 +262,7 @@ impl RaftGroup {
         body: MessageBody,
     ) -> Result<(), StepError> {
         match body {
-            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
+            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) | MessageBody::Quiesce(_) => {
                 // Figure 2, candidates: AppendEntries from the leader of our term (or a
                 // higher one) makes us its follower.
                 self.become_follower(term, Some(from));

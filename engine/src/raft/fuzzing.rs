@@ -9,7 +9,7 @@
 
 use crate::raft::{
     AppendEntries, AppendResponse, Config, ConflictHint, Entry, EntryKind, Heartbeat,
-    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, RaftGroup, ReadMode, Ready,
+    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Quiesce, RaftGroup, ReadMode, Ready,
     RestoredState, Term, VoteKind, VoteRequest, VoteResponse,
 };
 
@@ -79,7 +79,7 @@ impl Input<'_> {
             NodeId(1)
         };
         let term = self.number();
-        let body = match self.byte() % 8 {
+        let body = match self.byte() % 9 {
             0 => {
                 let prev_index = LogIndex(self.number());
                 let prev_term = Term(self.number().min(term));
@@ -126,6 +126,10 @@ impl Input<'_> {
             6 => MessageBody::HeartbeatResponse(HeartbeatResponse {
                 read_round: self.number(),
             }),
+            7 => MessageBody::Quiesce(Quiesce {
+                commit: LogIndex(self.number()),
+                read_round: self.number(),
+            }),
             _ => MessageBody::TimeoutNow,
         };
         Message {
@@ -151,6 +155,7 @@ pub fn drive(data: &[u8]) -> usize {
     cfg.inflight_messages_max = 2;
     cfg.append_entries_max = 3;
     cfg.proposal_bytes_max = 32;
+    cfg.quiesce_after_ticks = 3;
     let mut replica =
         RaftGroup::new(cfg, &voters, RestoredState::default()).expect("valid fuzz configuration");
     let mut input = Input { data, at: 0 };
@@ -190,6 +195,8 @@ pub fn drive(data: &[u8]) -> usize {
             7 => {
                 if input.one_in(8) {
                     replica.stop();
+                } else if input.one_in(2) {
+                    replica.wake();
                 }
             }
             _ => {

@@ -117,6 +117,12 @@ pub struct RaftGroup {
     /// Reads confirmed, waiting for apply to reach their index.
     pub(crate) reads_waiting_apply: VecDeque<PendingRead>,
     pub(crate) stopping: bool,
+    /// The group is quiesced (`quiesce.rs`): ticks do nothing until something wakes it.
+    pub(crate) quiesced: bool,
+    /// Leader: consecutive ticks the group has been idle.
+    pub(crate) idle_ticks: u32,
+    /// Follower: the read round of the `Quiesce` that quiesced it.
+    pub(crate) quiesced_round: u64,
     // Outputs.
     pub(crate) messages_now: Vec<Message>,
     pub(crate) messages_after_persist: Vec<Message>,
@@ -191,6 +197,9 @@ impl RaftGroup {
             reads_waiting_round: VecDeque::new(),
             reads_waiting_apply: VecDeque::new(),
             stopping: false,
+            quiesced: false,
+            idle_ticks: 0,
+            quiesced_round: 0,
             messages_now: Vec::new(),
             messages_after_persist: Vec::new(),
             read_states: Vec::new(),
@@ -267,6 +276,9 @@ impl RaftGroup {
     /// and transfer timeouts. The driver ticks at a fixed rate; time never goes back.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        if self.quiesced {
+            return;
+        }
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
@@ -310,6 +322,7 @@ impl RaftGroup {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
         }
+        self.maybe_quiesce();
     }
 
     /// Check-quorum: whether a majority (this leader included) was heard from since the last
@@ -340,6 +353,7 @@ impl RaftGroup {
         if self.stopping {
             return Err(ProposeError::GroupStopping);
         }
+        self.wake();
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader,
@@ -379,6 +393,7 @@ impl RaftGroup {
         if self.stopping {
             return Err(ReadError::GroupStopping);
         }
+        self.wake();
         if self.role != Role::Leader {
             return Err(ReadError::NotLeader {
                 leader: self.leader,
@@ -416,6 +431,7 @@ impl RaftGroup {
         if self.stopping {
             return Err(TransferError::GroupStopping);
         }
+        self.wake();
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader {
                 leader: self.leader,
@@ -583,6 +599,11 @@ impl RaftGroup {
 
     /// Whether a lease read may be served now.
     pub(crate) fn lease_valid(&self) -> bool {
+        // Lease safety: see `quiesce.rs`; a quiesced leader gave its lease up.
+        assert!(
+            !self.quiesced || self.lease_until == 0,
+            "Lease safety: a lease held while quiesced"
+        );
         self.cfg.check_quorum
             && self.transfer.is_none()
             && !self.timeout_now_sent
@@ -635,6 +656,9 @@ impl RaftGroup {
         } else {
             assert_ne!(self.leader, Some(self.id), "non-leader names itself leader");
             assert!(self.progress.is_empty(), "progress kept by a non-leader");
+        }
+        if self.quiesced {
+            self.check_quiesced();
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A message names its sender, its receiver and the sender's term; the body says what it is.
 //! The set is closed (an enum), so that the transport can archive it and a receiver can
-//! match on it exhaustively. Snapshot chunks and configuration changes arrive with issue 6 as
+//! match on it exhaustively. `Quiesce` lets idle groups stop ticking (see
+//! `Config::quiesce_after_ticks`). Snapshot chunks and configuration changes arrive with issue 6 as
 //! new body variants and entry kinds; nothing here changes shape for them.
 //!
 //! Bodies carry no group id: the runtime wraps a message with the group it belongs to.
@@ -41,6 +42,9 @@ pub enum MessageBody {
     HeartbeatResponse(HeartbeatResponse),
     /// Leader → transfer target: start an election now, ignoring leases (thesis §3.10).
     TimeoutNow,
+    /// Leader → follower: the group is idle; stop the election timer until any other
+    /// message arrives. Carries the commit index, as a heartbeat does. Not answered.
+    Quiesce(Quiesce),
 }
 
 /// The body of an AppendEntries message.
@@ -128,6 +132,16 @@ pub struct Heartbeat {
     pub read_round: u64,
 }
 
+/// The body of a Quiesce message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quiesce {
+    /// `min(leader commit, follower's match)`, as in [`Heartbeat::commit`].
+    pub commit: LogIndex,
+    /// The leader's latest read round: a heartbeat of this round or an earlier one, overtaken
+    /// by this message, does not wake the follower again.
+    pub read_round: u64,
+}
+
 /// The body of a HeartbeatResponse message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeartbeatResponse {
@@ -148,6 +162,7 @@ impl MessageBody {
             MessageBody::Heartbeat(_) => "Heartbeat",
             MessageBody::HeartbeatResponse(_) => "HeartbeatResponse",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::Quiesce(_) => "Quiesce",
         }
     }
 }

@@ -63,6 +63,7 @@ mod log;
 mod message;
 mod payload;
 mod progress;
+mod quiesce;
 mod quorum;
 mod ready;
 mod replication;
@@ -79,7 +80,7 @@ pub use error::{ProposeError, ReadError, StepError, TransferError};
 pub use group::{Proposed, RaftGroup, RestoredState};
 pub use message::{
     AppendEntries, AppendResponse, ConflictHint, Heartbeat, HeartbeatResponse, Message,
-    MessageBody, VoteKind, VoteRequest, VoteResponse,
+    MessageBody, Quiesce, VoteKind, VoteRequest, VoteResponse,
 };
 pub use payload::{PAYLOAD_INLINE_BYTES_MAX, Payload};
 pub use progress::{Progress, ProgressState};

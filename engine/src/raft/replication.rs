@@ -19,7 +19,7 @@ impl RaftGroup {
             MessageBody::HeartbeatResponse(response) => {
                 self.handle_heartbeat_response(from, response)
             }
-            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
+            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) | MessageBody::Quiesce(_) => {
                 // Election Safety: only one leader per term. Another one can only come from a
                 // broken peer; refuse its message rather than follow it.
                 return Err(StepError::Malformed {

@@ -1,18 +1,20 @@
 //! The multi-group runtime that drives many [`crate::raft::RaftGroup`]s over the
 //! write-ahead log and the transport (issue 5).
 //!
-//! Built so far: [`wire`], the conversion between the core's messages and the transport's
-//! batches (coalescing heartbeats per node pair, handing payloads over without a copy), and
-//! [`storage`], a group's durable state in the shard's write-ahead log (persisting a
-//! `Ready`, restoring a replica after a restart), and [`shard`], the loop of one shard over
-//! many groups, one log and one transport, with the [`StateMachine`] it applies to. The
-//! glommio executors that run shards per core, the engine API for embedders, quiescence
-//! and the load generator are still to come (issue 5).
+//! - [`wire`]: the conversion between the core's messages and the transport's batches
+//!   (coalescing heartbeats per node pair, handing payloads over without a copy);
+//! - [`storage`]: a group's durable state in the shard's write-ahead log (persisting a
+//!   `Ready`, restoring a replica after a restart);
+//! - [`shard`]: the loop of one shard over many groups, one log and one transport, with the
+//!   [`StateMachine`] it applies to; `liveness` tells it which peer nodes fell silent, so
+//!   that quiesced groups led by them wake up;
+//! - `executor`: a shard on its own glommio thread, taking commands from embedder threads.
 //!
 //! **Boundary:** the Raft core never sees this module; it may use `flotilla-net` and
 //! `flotilla-wal`, the core uses neither.
 
 pub(crate) mod executor;
+mod liveness;
 pub mod oneshot;
 pub mod shard;
 pub mod state_machine;

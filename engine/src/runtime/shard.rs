@@ -14,8 +14,11 @@
 //!    the groups' state machines, complete the proposals made here, and send again.
 //!
 //! So while one record syncs, the shard keeps receiving, stepping and sending, and the next
-//! record accumulates. The glommio executor that runs a shard per core, the API that
-//! embedders call from other threads and quiescence of idle groups build on this (issue 5).
+//! record accumulates.
+//!
+//! Only groups given an input since their last poll are polled, and only groups that are
+//! not quiesced are ticked, so idle groups cost nothing; `liveness` sends node keepalives
+//! and wakes the quiesced groups whose leader's node fell silent.
 //!
 //! **Boundary:** the shard never blocks on a sync (the log's `submit` waits only when 64
 //! records are already in flight); it reads no clock: time is [`Shard::tick`].
@@ -29,6 +32,7 @@ use crate::raft::{
     Config, ConfigError, Entry, EntryKind, LogIndex, Message, NodeId, ProposeError, Proposed,
     RaftGroup, ReadyId, Status, Term,
 };
+use crate::runtime::liveness::Liveness;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::storage::{PersistError, RestoreError, persist_ready, restore_group};
 use crate::runtime::wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};
@@ -116,6 +120,12 @@ pub struct ShardStats {
     pub rejected_messages: u64,
     /// Entries applied to state machines.
     pub entries_applied: u64,
+    /// Groups on this shard.
+    pub groups: u64,
+    /// Groups quiesced now (idle: not ticked, sending nothing).
+    pub groups_quiesced: u64,
+    /// Peer nodes not heard from for an election timeout, now.
+    pub peers_silent: u64,
 }
 
 /// One group on this shard.
@@ -128,6 +138,24 @@ struct Slot<M> {
     waiting: BTreeMap<LogIndex, Term>,
     /// The term of the last entry applied.
     applied_term: Term,
+    /// In the shard's `ticking` list.
+    ticking: bool,
+    /// In the shard's `dirty` list.
+    dirty: bool,
+}
+
+impl<M> Slot<M> {
+    /// The group was given an input: it may have a Ready, and unless quiesced it ticks.
+    fn touch(&mut self, group: GroupId, ticking: &mut Vec<GroupId>, dirty: &mut Vec<GroupId>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(group);
+        }
+        if !self.ticking && !self.raft.is_quiesced() {
+            self.ticking = true;
+            ticking.push(group);
+        }
+    }
 }
 
 /// A `Ready` whose persistence is in flight.
@@ -158,6 +186,12 @@ pub struct Shard<T: Transport, M: StateMachine> {
     inbound: Vec<InboundMessage>,
     wire_errors: Vec<WireError>,
     stats: ShardStats,
+    /// Groups that are not quiesced: only these are ticked.
+    ticking: Vec<GroupId>,
+    /// Groups given an input since their last `poll_ready`: only these are polled.
+    dirty: Vec<GroupId>,
+    liveness: Liveness,
+    peer_buffers: (Vec<NodeId>, Vec<NodeId>),
 }
 
 impl<T: Transport, M: StateMachine> Shard<T, M> {
@@ -167,7 +201,6 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     pub fn new(config: Config, wal: Wal, transport: T) -> Shard<T, M> {
         Shard {
             outbound: OutboundBatches::new(config.id),
-            config,
             wal,
             transport,
             groups: BTreeMap::new(),
@@ -178,6 +211,14 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             inbound: Vec::new(),
             wire_errors: Vec::new(),
             stats: ShardStats::default(),
+            ticking: Vec::new(),
+            dirty: Vec::new(),
+            liveness: Liveness::new(
+                config.heartbeat_interval_ticks,
+                config.election_timeout_ticks,
+            ),
+            peer_buffers: (Vec::new(), Vec::new()),
+            config,
         }
     }
 
@@ -208,23 +249,59 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             ..self.config.clone()
         };
         let raft = RaftGroup::new(config, voters, restored)?;
-        self.groups.insert(
-            group,
-            Slot {
-                raft,
-                machine,
-                last_index,
-                waiting: BTreeMap::new(),
-                applied_term: Term(0),
-            },
-        );
+        for &voter in voters {
+            if voter != self.config.id {
+                self.liveness.add_peer(voter);
+            }
+        }
+        let mut slot = Slot {
+            raft,
+            machine,
+            last_index,
+            waiting: BTreeMap::new(),
+            applied_term: Term(0),
+            ticking: false,
+            dirty: false,
+        };
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        self.groups.insert(group, slot);
         Ok(())
     }
 
-    /// One unit of time for every group.
+    /// One unit of time for every group that is not quiesced; keepalives to peers this
+    /// shard has sent nothing lately, and a wake-up for the quiesced groups led by a peer
+    /// that fell silent (`liveness.rs`).
     pub fn tick(&mut self) {
-        for slot in self.groups.values_mut() {
+        let (mut keepalive, mut silent) = std::mem::take(&mut self.peer_buffers);
+        self.liveness.tick(&mut keepalive, &mut silent);
+        for node in keepalive.drain(..) {
+            self.outbound.keepalive(node);
+        }
+        for node in silent.drain(..) {
+            self.wake_led_by(node);
+        }
+        self.peer_buffers = (keepalive, silent);
+        let groups = &mut self.groups;
+        let dirty = &mut self.dirty;
+        self.ticking.retain(|group| {
+            let slot = groups.get_mut(group).expect("ticking groups exist");
             slot.raft.tick();
+            if !slot.dirty {
+                slot.dirty = true;
+                dirty.push(*group);
+            }
+            slot.ticking = !slot.raft.is_quiesced();
+            slot.ticking
+        });
+    }
+
+    /// Wakes every quiesced group whose leader is on `node`.
+    fn wake_led_by(&mut self, node: NodeId) {
+        for (&group, slot) in &mut self.groups {
+            if slot.raft.is_quiesced() && slot.raft.status().leader == Some(node) {
+                slot.raft.wake();
+                slot.touch(group, &mut self.ticking, &mut self.dirty);
+            }
         }
     }
 
@@ -239,7 +316,9 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             .groups
             .get_mut(&group)
             .ok_or(ShardProposeError::UnknownGroup(group))?;
-        let proposed = slot.raft.propose(command)?;
+        let proposed = slot.raft.propose(command);
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        let proposed = proposed?;
         // An older proposal of ours at the same index (from an earlier term in which this
         // replica also led) can never apply now: its index holds an entry of a later term.
         if let Some(older) = slot.waiting.insert(proposed.index, proposed.term) {
@@ -285,7 +364,8 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             }
             taken += 1;
             // Losses and closed connections need no action: Raft resends what matters.
-            if let TransportEvent::Received { frame, .. } = event {
+            if let TransportEvent::Received { frame, peer } = event {
+                self.liveness.heard(NodeId(peer.0));
                 taken_bytes += frame.body().len();
                 decode_batch(frame, &mut self.inbound, &mut self.wire_errors);
             }
@@ -302,6 +382,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             if slot.raft.step(message).is_err() {
                 self.stats.rejected_messages += 1;
             }
+            slot.touch(group, &mut self.ticking, &mut self.dirty);
         }
         true
     }
@@ -310,7 +391,10 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     fn collect_readies(&mut self) -> Result<bool, ShardError> {
         let mut readies = Vec::new();
         let mut submitted_early = false;
-        for (&group, slot) in &mut self.groups {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &group in &dirty {
+            let slot = self.groups.get_mut(&group).expect("dirty groups exist");
+            slot.dirty = false;
             while let Some(ready) = slot.raft.poll_ready() {
                 for message in &ready.messages {
                     self.outbound.push(group, message);
@@ -337,6 +421,12 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                     )?;
                 }
             }
+        }
+        // Keep the list's allocation for the next turn.
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
         }
         if readies.is_empty() {
             // Nothing polled, or everything already submitted by the size bound above.
@@ -374,6 +464,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 // Figure 2: responses that acknowledge entries, and votes, leave only once
                 // the state they promise is on stable storage.
                 slot.raft.on_persisted(pending.id);
+                slot.touch(pending.group, &mut self.ticking, &mut self.dirty);
                 for message in &pending.persisted_messages {
                     self.outbound.push(pending.group, message);
                     self.stats.messages_sent += 1;
@@ -395,6 +486,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// exceed the transport's frame limit).
     fn flush(&mut self) {
         for (to, batch) in self.outbound.drain() {
+            self.liveness.sent(to);
             send_split(&mut self.transport, NetNodeId(to.0), batch, &mut self.stats);
         }
     }
@@ -433,6 +525,13 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     pub fn stats(&self) -> ShardStats {
         ShardStats {
             wal_syncs: self.wal.stats().syncs,
+            groups: self.groups.len() as u64,
+            groups_quiesced: self
+                .groups
+                .values()
+                .filter(|slot| slot.raft.is_quiesced())
+                .count() as u64,
+            peers_silent: self.liveness.silent_peers().count() as u64,
             ..self.stats
         }
     }

@@ -23,8 +23,8 @@ use flotilla_net::{
 
 use crate::raft::{
     AppendEntries, AppendResponse, ConflictHint, Entry, EntryKind, Heartbeat, HeartbeatResponse,
-    LogIndex, Message, MessageBody, NodeId, PAYLOAD_INLINE_BYTES_MAX, Payload, Term, VoteKind,
-    VoteRequest, VoteResponse,
+    LogIndex, Message, MessageBody, NodeId, PAYLOAD_INLINE_BYTES_MAX, Payload, Quiesce, Term,
+    VoteKind, VoteRequest, VoteResponse,
 };
 
 /// A Raft group of the cluster; every message on the wire names the group it belongs to.
@@ -102,6 +102,15 @@ impl OutboundBatches {
         }
     }
 
+    /// Makes sure `to` gets a frame in this flush, empty if nothing else goes to it (a
+    /// keepalive: see `liveness.rs`).
+    pub fn keepalive(&mut self, to: NodeId) {
+        let local = self.local.0;
+        self.batches
+            .entry(to)
+            .or_insert_with(|| MessageBatch::new(local, to.0));
+    }
+
     /// True when nothing was pushed since the last drain.
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty()
@@ -158,6 +167,10 @@ fn to_wire(body: &MessageBody) -> WireBody {
             granted: response.granted,
         },
         MessageBody::TimeoutNow => WireBody::TimeoutNow,
+        MessageBody::Quiesce(quiesce) => WireBody::Quiesce {
+            commit: quiesce.commit.0,
+            read_round: quiesce.read_round,
+        },
         MessageBody::Heartbeat(_) | MessageBody::HeartbeatResponse(_) => {
             unreachable!("heartbeats are coalesced by the caller")
         }
@@ -276,6 +289,10 @@ fn from_wire(
             })
         }
         ArchivedMessageBody::TimeoutNow => MessageBody::TimeoutNow,
+        ArchivedMessageBody::Quiesce { commit, read_round } => MessageBody::Quiesce(Quiesce {
+            commit: LogIndex(commit.to_native()),
+            read_round: read_round.to_native(),
+        }),
         ArchivedMessageBody::ReadIndex { .. } => return Err("ReadIndex"),
         ArchivedMessageBody::ReadIndexResponse { .. } => return Err("ReadIndexResponse"),
         ArchivedMessageBody::SnapshotChunk(_) => return Err("SnapshotChunk"),

@@ -65,6 +65,9 @@ struct Params {
     slow_write_per_mille: u64,
     inflight_messages_max: usize,
     append_entries_max: usize,
+    /// `Config::quiesce_after_ticks` (0: never). Quiesced replicas are not ticked, as in the
+    /// engine, and are woken when their leader's node crashes or is cut off from theirs.
+    quiesce_after_ticks: u32,
 }
 
 enum Event {
@@ -156,6 +159,7 @@ pub(crate) struct Totals {
     crashes: u64,
     partitions: u64,
     transfers: u64,
+    quiesces: u64,
 }
 
 impl Totals {
@@ -170,6 +174,7 @@ impl Totals {
         self.crashes += t.crashes;
         self.partitions += t.partitions;
         self.transfers += t.transfers;
+        self.quiesces += t.quiesces;
     }
 }
 
@@ -177,7 +182,7 @@ impl fmt::Display for Totals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} events, ops {} ok / {} unknown / {} refused-or-lost, {} leaders elected, {} crashes, {} partitions, {} transfers",
+            "{} events, ops {} ok / {} unknown / {} refused-or-lost, {} leaders elected, {} crashes, {} partitions, {} transfers, {} leader quiesces",
             self.events,
             self.ops_ok,
             self.ops_unknown,
@@ -185,7 +190,8 @@ impl fmt::Display for Totals {
             self.elections,
             self.crashes,
             self.partitions,
-            self.transfers
+            self.transfers,
+            self.quiesces
         )
     }
 }
@@ -262,6 +268,9 @@ impl Simulation {
             slow_write_per_mille: rng.pick(&[0, 0, 5, 20]),
             inflight_messages_max: usize::try_from(rng.pick(&[1, 4, 64])).expect("small"),
             append_entries_max: usize::try_from(rng.pick(&[1, 2, 16, 1024])).expect("small"),
+            // Drawn from a second generator, so that seeds keep the parameters they had
+            // before quiescence existed.
+            quiesce_after_ticks: Rng::new(seed ^ 0x5155_4945_5343_4500).pick(&[0, 0, 3, 12]),
         };
         // Tiny messages split a new leader's old entries from its no-op (the Figure 8 setting);
         // with a window of one message as well, a lagging follower could not catch up within
@@ -358,6 +367,7 @@ impl Simulation {
         cfg.lease_ticks = self.params.lease_ticks;
         cfg.inflight_messages_max = self.params.inflight_messages_max;
         cfg.append_entries_max = self.params.append_entries_max;
+        cfg.quiesce_after_ticks = self.params.quiesce_after_ticks;
         let disk_hard_state = restored.hard_state;
         let disk_entries = restored.entries.clone();
         let raft = RaftGroup::new(cfg, &voters, restored).expect("valid simulator config");
@@ -433,7 +443,22 @@ impl Simulation {
                     return;
                 }
                 for group in 0..self.nodes[node].replicas.len() {
-                    self.nodes[node].replicas[group].raft.tick();
+                    if self.nodes[node].replicas[group].raft.is_quiesced() {
+                        // Like the engine: a quiesced replica is not ticked; it is woken
+                        // when its leader's node is gone (an oracle stands in for the
+                        // engine's silence detector), and now and then for no reason while faults
+                        // are on.
+                        if self.leader_lost(node, group) || (self.faults_on && self.rng.chance(5)) {
+                            self.nodes[node].replicas[group].raft.wake();
+                            self.process(node, group);
+                        }
+                        continue;
+                    }
+                    let raft = &mut self.nodes[node].replicas[group].raft;
+                    raft.tick();
+                    if raft.is_quiesced() {
+                        self.totals.quiesces += 1;
+                    }
                     self.process(node, group);
                 }
                 let next = self.now_us + self.nodes[node].tick_us;
@@ -505,6 +530,18 @@ impl Simulation {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether the leader `node`'s replica of `group` follows has crashed or is cut off.
+    fn leader_lost(&self, node: usize, group: usize) -> bool {
+        let status = self.nodes[node].replicas[group].raft.status();
+        match status.leader {
+            Some(leader) if leader != status.id => {
+                let leader = usize::try_from(leader.0 - 1).expect("small");
+                !self.nodes[leader].alive || self.cut.contains(&(leader, node))
+            }
+            _ => false,
         }
     }
 

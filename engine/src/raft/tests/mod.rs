@@ -6,3 +6,4 @@ mod figure2;
 mod figures_7_8;
 mod liveness_rules;
 mod network;
+mod quiescence;
