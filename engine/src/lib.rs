@@ -63,4 +63,7 @@ pub mod api;
 pub mod raft;
 pub mod runtime;
 
-pub use api::{BatchProposal, BuildError, Engine, EngineBuilder, Proposal, RequestError};
+pub use api::{
+    Answer, BatchProposal, BuildError, Engine, EngineBuilder, Metrics,
+    PROPOSAL_BUDGET_BYTES_DEFAULT, Proposal, RequestError, ShardMetrics,
+};

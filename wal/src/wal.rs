@@ -348,6 +348,13 @@ impl Wal {
         self.writer.submitted()
     }
 
+    /// How long syncs took, in microseconds, from being pushed to io_uring (or started on
+    /// a blocked caller's thread) to their completion being reaped: what a durable write
+    /// waits for the disk, plus up to one polling interval of the caller.
+    pub fn sync_latency(&self) -> &hdrhistogram::Histogram<u64> {
+        self.writer.sync_latency()
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> WalStats {
         WalStats {

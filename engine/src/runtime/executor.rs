@@ -13,7 +13,6 @@
 //! not completed: a proposal answered `Shutdown` may or may not have been committed.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -22,17 +21,24 @@ use std::time::{Duration, Instant};
 use flotilla_net::{NodeId as NetNodeId, TcpTransport, TransportConfig};
 use flotilla_wal::{Wal, WalOptions};
 use glommio::{LocalExecutorBuilder, Placement};
+use hdrhistogram::Histogram;
 
 use crate::api::RequestError;
-use crate::raft::{Config, LogIndex, NodeId, ProposeError, Status, Term};
+use crate::raft::{Config, NodeId, ProposeError, ReadError, ReadMode, Status, TransferError};
 use crate::runtime::oneshot;
-use crate::runtime::shard::{Completion, CreateGroupError, Shard, ShardProposeError, ShardStats};
+use crate::runtime::outstanding::{
+    BatchOutcomes, BatchReply, Outstanding, ProposalBudget, ReadFn, Waiter,
+};
+use crate::runtime::shard::{
+    Completion, CreateGroupError, ReadCompletion, Shard, ShardProposeError, ShardRequestError,
+    ShardStats,
+};
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::wire::GroupId;
 
 /// Bytes of proposals taken from the command channel in one turn, at most (plus one
 /// command).
-const PROPOSAL_BYTES_PER_TURN_MAX: usize = 8 << 20;
+pub(crate) const PROPOSAL_BYTES_PER_TURN_MAX: usize = 8 << 20;
 
 /// Longest idle sleep: the bound on how long a command waits to be picked up.
 const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
@@ -42,6 +48,19 @@ const DURABILITY_POLL: Duration = Duration::from_micros(50);
 /// A read-only look at a group's state machine, run on the shard thread.
 pub(crate) type Inspection<M> = Box<dyn FnOnce(Option<&M>) + Send>;
 
+/// One shard's counters and histograms.
+#[derive(Clone, Debug)]
+pub struct ShardMetrics {
+    /// The shard's counters.
+    pub stats: ShardStats,
+    /// Microseconds from a proposal reaching the shard to its answer (applied, or refused).
+    pub proposal_latency_us: Histogram<u64>,
+    /// Microseconds each log sync took (see `Wal::sync_latency`).
+    pub sync_latency_us: Histogram<u64>,
+    /// Proposal bytes accepted and not yet decided (the `Busy` budget in use).
+    pub proposal_bytes_pending: u64,
+}
+
 /// What an embedder thread asks of a shard.
 pub(crate) enum Command<M> {
     CreateGroup {
@@ -50,24 +69,39 @@ pub(crate) enum Command<M> {
         machine: M,
         reply: oneshot::Sender<Result<(), RequestError>>,
     },
+    RemoveGroup {
+        group: GroupId,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// One proposal; its bytes were reserved in the shard's budget by the caller.
     Propose {
         group: GroupId,
         command: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
     },
     /// Many proposals to one group, answered together once all are decided: one channel
-    /// message and one wakeup for the lot.
+    /// message and one wakeup for the lot. Their bytes were reserved by the caller.
     ProposeBatch {
         group: GroupId,
         commands: Vec<Vec<u8>>,
         reply: oneshot::Sender<BatchOutcomes>,
     },
+    Read {
+        group: GroupId,
+        mode: ReadMode,
+        read: ReadFn<M>,
+    },
+    TransferLeader {
+        group: GroupId,
+        to: NodeId,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
     Status {
         group: GroupId,
         reply: oneshot::Sender<Option<Status>>,
     },
-    Stats {
-        reply: oneshot::Sender<ShardStats>,
+    Metrics {
+        reply: oneshot::Sender<ShardMetrics>,
     },
     /// Runs a read-only closure on the group's state machine (`None`: no such group).
     Inspect {
@@ -79,7 +113,7 @@ pub(crate) enum Command<M> {
 
 impl<M> Command<M> {
     /// The proposal bytes the command carries.
-    fn proposal_bytes(&self) -> usize {
+    pub(crate) fn proposal_bytes(&self) -> usize {
         match self {
             Command::Propose { command, .. } => command.len(),
             Command::ProposeBatch { commands, .. } => commands.iter().map(Vec::len).sum(),
@@ -97,6 +131,7 @@ pub(crate) struct ShardSetup {
     pub(crate) peers: Vec<(NodeId, SocketAddr)>,
     pub(crate) transport: TransportConfig,
     pub(crate) tick: Duration,
+    pub(crate) budget: ProposalBudget,
 }
 
 /// Starts the shard thread; `started` says whether its log and listener opened.
@@ -115,7 +150,7 @@ pub(crate) fn spawn<M: StateMachine + 'static>(
             };
             let addr = shard.transport().local_addr().expect("the shard listens");
             started.send(Ok(addr));
-            run::<M>(&mut shard, &commands, setup.tick).await;
+            run::<M>(&mut shard, &commands, setup.tick, setup.budget).await;
             if let Err(error) = shard.close() {
                 log::error!("shard {}: closing its log failed: {error}", setup.index);
             }
@@ -139,62 +174,15 @@ fn open<M: StateMachine>(setup: &ShardSetup) -> Result<Shard<TcpTransport, M>, S
     Ok(Shard::new(setup.raft.clone(), wal, transport))
 }
 
-/// Who waits for a proposal's outcome.
-enum Waiter {
-    One(oneshot::Sender<Result<Vec<u8>, RequestError>>),
-    InBatch {
-        batch: Rc<RefCell<BatchReply>>,
-        slot: usize,
-    },
-}
-
-/// The outcome of each proposal of a batch, in order.
-pub(crate) type BatchOutcomes = Vec<Result<Vec<u8>, RequestError>>;
-
-/// The outcomes of one `ProposeBatch`, sent when the last one is known.
-struct BatchReply {
-    outcomes: Vec<Option<Result<Vec<u8>, RequestError>>>,
-    remaining: usize,
-    reply: Option<oneshot::Sender<BatchOutcomes>>,
-}
-
-impl BatchReply {
-    fn decide(&mut self, slot: usize, outcome: Result<Vec<u8>, RequestError>) {
-        assert!(self.outcomes[slot].is_none(), "an outcome decided twice");
-        self.outcomes[slot] = Some(outcome);
-        self.remaining -= 1;
-        if self.remaining == 0 {
-            let outcomes = self
-                .outcomes
-                .drain(..)
-                .map(|o| o.expect("all decided"))
-                .collect();
-            if let Some(reply) = self.reply.take() {
-                reply.send(outcomes);
-            }
-        }
-    }
-}
-
-impl Waiter {
-    fn decide(self, outcome: Result<Vec<u8>, RequestError>) {
-        match self {
-            Waiter::One(reply) => reply.send(outcome),
-            Waiter::InBatch { batch, slot } => batch.borrow_mut().decide(slot, outcome),
-        }
-    }
-}
-
-/// Proposals made here, waiting for their entry to apply.
-type Waiting = HashMap<(GroupId, LogIndex), (Term, Waiter)>;
-
 async fn run<M: StateMachine>(
     shard: &mut Shard<TcpTransport, M>,
     commands: &crossbeam_channel::Receiver<Command<M>>,
     tick: Duration,
+    budget: ProposalBudget,
 ) {
-    let mut waiting: Waiting = HashMap::new();
+    let mut outstanding: Outstanding<M> = Outstanding::new(budget);
     let mut completions = Vec::new();
+    let mut read_completions = Vec::new();
     let mut next_tick = Instant::now() + tick;
     loop {
         let mut worked = false;
@@ -210,8 +198,9 @@ async fn run<M: StateMachine>(
             };
             worked = true;
             proposal_bytes += command.proposal_bytes();
-            if !handle(shard, command, &mut waiting) {
-                return; // Shutdown: dropping `waiting` answers every proposal with Shutdown.
+            if !handle(shard, command, &mut outstanding) {
+                // Shutdown: dropping `outstanding` answers everything with Shutdown.
+                return;
             }
         }
         let now = Instant::now();
@@ -239,14 +228,19 @@ async fn run<M: StateMachine>(
             outcome,
         } in completions.drain(..)
         {
-            // The waiter of an older proposal at this index was answered when the newer one
-            // took its place (`propose`); only the proposal of the same term is decided here.
-            if waiting
-                .get(&(group, proposed.index))
-                .is_some_and(|(term, _)| *term == proposed.term)
-            {
-                let (_, waiter) = waiting.remove(&(group, proposed.index)).expect("checked");
-                waiter.decide(outcome.map_err(|_| RequestError::Superseded));
+            let outcome = outcome.map_err(|_| RequestError::Superseded);
+            outstanding.decide(group, proposed.index, proposed.term, outcome);
+        }
+        shard.take_read_completions(&mut read_completions);
+        for ReadCompletion { group, ctx, result } in read_completions.drain(..) {
+            if let Some((_, read)) = outstanding.take_read(ctx) {
+                match result {
+                    Ok(()) => match shard.machine(group) {
+                        Some(machine) => read(Ok(machine)),
+                        None => read(Err(RequestError::GroupNotFound(group))),
+                    },
+                    Err(error) => read(Err(read_error(error))),
+                }
             }
         }
         if worked {
@@ -272,15 +266,19 @@ fn propose<M: StateMachine>(
     group: GroupId,
     command: &[u8],
     waiter: Waiter,
-    waiting: &mut Waiting,
+    outstanding: &mut Outstanding<M>,
 ) {
+    let started = Instant::now();
     let refused = match shard.propose(group, command) {
         Ok(proposed) => {
-            let key = (group, proposed.index);
-            if let Some((_, older)) = waiting.insert(key, (proposed.term, waiter)) {
-                // Proposed in an earlier term at this index: it can never apply now.
-                older.decide(Err(RequestError::Superseded));
-            }
+            outstanding.proposed(
+                group,
+                proposed.index,
+                proposed.term,
+                waiter,
+                command.len(),
+                started,
+            );
             return;
         }
         Err(ShardProposeError::UnknownGroup(group)) => RequestError::GroupNotFound(group),
@@ -296,14 +294,37 @@ fn propose<M: StateMachine>(
         },
         Err(ShardProposeError::Raft(other)) => RequestError::Refused(other.to_string()),
     };
-    waiter.decide(Err(refused));
+    outstanding.refuse(waiter, command.len(), refused);
 }
 
-/// Carries out one command; false on shutdown.
+fn read_error(error: ReadError) -> RequestError {
+    match error {
+        ReadError::NotLeader { leader } => RequestError::NotLeader { leader },
+        other => RequestError::Refused(other.to_string()),
+    }
+}
+
+/// The embedder's view of a request refused by the shard.
+fn request_error(error: ShardRequestError) -> RequestError {
+    match error {
+        ShardRequestError::UnknownGroup(group) => RequestError::GroupNotFound(group),
+        ShardRequestError::Read(error) => read_error(error),
+        ShardRequestError::Transfer(TransferError::NotLeader { leader }) => {
+            RequestError::NotLeader { leader }
+        }
+        ShardRequestError::Transfer(other) => RequestError::Refused(other.to_string()),
+        ShardRequestError::Shard(error) => {
+            log::error!("a shard's log failed: {error}");
+            RequestError::Shutdown
+        }
+    }
+}
+
+/// Carries out one command; false on shutdown (or a log failure while removing a group).
 fn handle<M: StateMachine>(
     shard: &mut Shard<TcpTransport, M>,
     command: Command<M>,
-    waiting: &mut Waiting,
+    outstanding: &mut Outstanding<M>,
 ) -> bool {
     match command {
         Command::CreateGroup {
@@ -321,29 +342,30 @@ fn handle<M: StateMachine>(
                     }),
             );
         }
+        Command::RemoveGroup { group, reply } => {
+            let removed = shard.remove_group(group);
+            let failed = matches!(removed, Err(ShardRequestError::Shard(_)));
+            if removed.is_ok() {
+                outstanding.fail_group(group);
+            }
+            reply.send(removed.map_err(request_error));
+            if failed {
+                return false;
+            }
+        }
         Command::Propose {
             group,
             command,
             reply,
         } => {
-            propose(shard, group, &command, Waiter::One(reply), waiting);
+            propose(shard, group, &command, Waiter::One(reply), outstanding);
         }
         Command::ProposeBatch {
             group,
             commands,
             reply,
         } => {
-            let batch = Rc::new(RefCell::new(BatchReply {
-                outcomes: commands.iter().map(|_| None).collect(),
-                remaining: commands.len(),
-                reply: Some(reply),
-            }));
-            // An empty batch is decided at once (no outcome will ever complete it).
-            if commands.is_empty()
-                && let Some(reply) = batch.borrow_mut().reply.take()
-            {
-                reply.send(Vec::new());
-            }
+            let batch = Rc::new(RefCell::new(BatchReply::new(commands.len(), reply)));
             // One batch must fit one turn's record: beyond that, it is refused whole.
             let total: usize = commands.iter().map(Vec::len).sum();
             for (slot, command) in commands.iter().enumerate() {
@@ -352,17 +374,33 @@ fn handle<M: StateMachine>(
                     slot,
                 };
                 if total > PROPOSAL_BYTES_PER_TURN_MAX {
-                    waiter.decide(Err(RequestError::TooLarge {
+                    let error = RequestError::TooLarge {
                         size_bytes: total,
                         max_bytes: PROPOSAL_BYTES_PER_TURN_MAX,
-                    }));
+                    };
+                    outstanding.refuse(waiter, command.len(), error);
                 } else {
-                    propose(shard, group, command, waiter, waiting);
+                    propose(shard, group, command, waiter, outstanding);
                 }
             }
         }
+        Command::Read { group, mode, read } => {
+            let ctx = outstanding.add_read(group, read);
+            if let Err(error) = shard.read_index(group, ctx, mode) {
+                let (_, read) = outstanding.take_read(ctx).expect("just added");
+                read(Err(request_error(error)));
+            }
+        }
+        Command::TransferLeader { group, to, reply } => {
+            reply.send(shard.transfer_leader(group, to).map_err(request_error));
+        }
         Command::Status { group, reply } => reply.send(shard.status(group)),
-        Command::Stats { reply } => reply.send(shard.stats()),
+        Command::Metrics { reply } => reply.send(ShardMetrics {
+            stats: shard.stats(),
+            proposal_latency_us: outstanding.latency().clone(),
+            sync_latency_us: shard.sync_latency().clone(),
+            proposal_bytes_pending: outstanding.pending_bytes() as u64,
+        }),
         Command::Inspect { group, inspect } => inspect(shard.machine(group)),
         Command::Shutdown => return false,
     }

@@ -16,6 +16,7 @@
 pub(crate) mod executor;
 mod liveness;
 pub mod oneshot;
+pub(crate) mod outstanding;
 pub mod shard;
 pub mod state_machine;
 pub mod storage;

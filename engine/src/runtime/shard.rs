@@ -30,11 +30,11 @@ use flotilla_wal::{AppendError, Lsn, Wal, WriteBatch};
 
 use crate::raft::{
     Config, ConfigError, Entry, EntryKind, LogIndex, Message, NodeId, ProposeError, Proposed,
-    RaftGroup, ReadyId, Status, Term,
+    RaftGroup, ReadError, ReadState, ReadyId, Term, TransferError,
 };
 use crate::runtime::liveness::Liveness;
 use crate::runtime::state_machine::StateMachine;
-use crate::runtime::storage::{PersistError, RestoreError, persist_ready, restore_group};
+use crate::runtime::storage::{PersistError, RestoreError, persist_ready};
 use crate::runtime::wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};
 
 /// Bytes of received frames stepped in one turn, at most (plus one frame).
@@ -80,6 +80,35 @@ pub enum ShardProposeError {
     /// The group refused it (not the leader, too large, ...).
     #[error(transparent)]
     Raft(#[from] ProposeError),
+}
+
+/// A request other than a proposal was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardRequestError {
+    /// No such group on this shard.
+    #[error("group {0:?} is not on this shard")]
+    UnknownGroup(GroupId),
+    /// The group refused the read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The group refused the transfer.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    /// The log refused the record that removes a group: the shard cannot go on.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+}
+
+/// How a read asked on this shard ended: its group's state machine has applied through
+/// the read's index (`Ok`), or the read was refused and must be retried, elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadCompletion {
+    /// The group.
+    pub group: GroupId,
+    /// The caller's context.
+    pub ctx: u64,
+    /// The outcome.
+    pub result: Result<(), ReadError>,
 }
 
 /// How a proposal made on this shard ended.
@@ -128,6 +157,40 @@ pub struct ShardStats {
     pub peers_silent: u64,
 }
 
+impl ShardStats {
+    /// Adds `other`'s counters to these.
+    pub fn add(&mut self, other: &ShardStats) {
+        let ShardStats {
+            wal_records,
+            wal_entries,
+            wal_syncs,
+            frames_sent,
+            messages_sent,
+            messages_received,
+            frames_refused,
+            unknown_group_messages,
+            rejected_messages,
+            entries_applied,
+            groups,
+            groups_quiesced,
+            peers_silent,
+        } = *other;
+        self.wal_records += wal_records;
+        self.wal_entries += wal_entries;
+        self.wal_syncs += wal_syncs;
+        self.frames_sent += frames_sent;
+        self.messages_sent += messages_sent;
+        self.messages_received += messages_received;
+        self.frames_refused += frames_refused;
+        self.unknown_group_messages += unknown_group_messages;
+        self.rejected_messages += rejected_messages;
+        self.entries_applied += entries_applied;
+        self.groups += groups;
+        self.groups_quiesced += groups_quiesced;
+        self.peers_silent += peers_silent;
+    }
+}
+
 /// One group on this shard.
 struct Slot<M> {
     raft: RaftGroup,
@@ -164,6 +227,7 @@ struct PendingReady {
     id: ReadyId,
     persisted_messages: Vec<Message>,
     committed_entries: Vec<Entry>,
+    read_states: Vec<ReadState>,
 }
 
 /// The Readies of one turn, durable once the log's durable lsn reaches `lsn`.
@@ -182,6 +246,7 @@ pub struct Shard<T: Transport, M: StateMachine> {
     batch: WriteBatch,
     in_flight: VecDeque<InFlight>,
     completions: Vec<Completion>,
+    read_completions: Vec<ReadCompletion>,
     events: Vec<TransportEvent>,
     inbound: Vec<InboundMessage>,
     wire_errors: Vec<WireError>,
@@ -207,6 +272,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             batch: WriteBatch::new(),
             in_flight: VecDeque::new(),
             completions: Vec::new(),
+            read_completions: Vec::new(),
             events: Vec::new(),
             inbound: Vec::new(),
             wire_errors: Vec::new(),
@@ -220,52 +286,6 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             peer_buffers: (Vec::new(), Vec::new()),
             config,
         }
-    }
-
-    /// Adds the replica of `group` whose members are `voters`, restored from the log if the
-    /// log knows the group. `machine` must be empty: the group's committed log is applied to
-    /// it again from the start (no snapshots yet, issue 6).
-    pub fn create_group(
-        &mut self,
-        group: GroupId,
-        voters: &[NodeId],
-        machine: M,
-    ) -> Result<(), CreateGroupError> {
-        if self.groups.contains_key(&group) {
-            return Err(CreateGroupError::Exists(group));
-        }
-        let restored = restore_group(&self.wal, group)?;
-        let last_index = restored
-            .entries
-            .last()
-            .map_or(LogIndex(0), |entry| entry.index);
-        // Each (node, group) draws its own election timeouts: replicas of one group that
-        // shared a seed would time out together and split their votes forever.
-        let seed = self.config.seed
-            ^ group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ self.config.id.0.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let config = Config {
-            seed,
-            ..self.config.clone()
-        };
-        let raft = RaftGroup::new(config, voters, restored)?;
-        for &voter in voters {
-            if voter != self.config.id {
-                self.liveness.add_peer(voter);
-            }
-        }
-        let mut slot = Slot {
-            raft,
-            machine,
-            last_index,
-            waiting: BTreeMap::new(),
-            applied_term: Term(0),
-            ticking: false,
-            dirty: false,
-        };
-        slot.touch(group, &mut self.ticking, &mut self.dirty);
-        self.groups.insert(group, slot);
-        Ok(())
     }
 
     /// One unit of time for every group that is not quiesced; keepalives to peers this
@@ -303,39 +323,6 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 slot.touch(group, &mut self.ticking, &mut self.dirty);
             }
         }
-    }
-
-    /// Proposes `command` to `group`, whose replica here must lead it. The outcome arrives
-    /// later through [`Shard::take_completions`].
-    pub fn propose(
-        &mut self,
-        group: GroupId,
-        command: &[u8],
-    ) -> Result<Proposed, ShardProposeError> {
-        let slot = self
-            .groups
-            .get_mut(&group)
-            .ok_or(ShardProposeError::UnknownGroup(group))?;
-        let proposed = slot.raft.propose(command);
-        slot.touch(group, &mut self.ticking, &mut self.dirty);
-        let proposed = proposed?;
-        // An older proposal of ours at the same index (from an earlier term in which this
-        // replica also led) can never apply now: its index holds an entry of a later term.
-        if let Some(older) = slot.waiting.insert(proposed.index, proposed.term) {
-            assert!(
-                older < proposed.term,
-                "two proposals at one index in one term"
-            );
-            self.completions.push(Completion {
-                group,
-                proposed: Proposed {
-                    index: proposed.index,
-                    term: older,
-                },
-                outcome: Err(Superseded),
-            });
-        }
-        Ok(proposed)
     }
 
     /// One turn of the loop (module docs). Returns whether anything happened.
@@ -402,12 +389,12 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 }
                 self.stats.wal_entries += ready.entries.len() as u64;
                 persist_ready(&mut self.batch, group, &ready, &mut slot.last_index)?;
-                debug_assert!(ready.read_states.is_empty(), "reads are not offered yet");
                 readies.push(PendingReady {
                     group,
                     id: ready.id,
                     persisted_messages: ready.persisted_messages,
                     committed_entries: ready.committed_entries,
+                    read_states: ready.read_states,
                 });
                 if self.batch.body_bytes() >= RECORD_BYTES_SOFT_MAX {
                     submitted_early = true;
@@ -457,10 +444,10 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             let turn = self.in_flight.pop_front().expect("checked above");
             completed = true;
             for pending in turn.readies {
-                let slot = self
-                    .groups
-                    .get_mut(&pending.group)
-                    .expect("groups are not removed");
+                // A group removed since: its Readies are moot.
+                let Some(slot) = self.groups.get_mut(&pending.group) else {
+                    continue;
+                };
                 // Figure 2: responses that acknowledge entries, and votes, leave only once
                 // the state they promise is on stable storage.
                 slot.raft.on_persisted(pending.id);
@@ -469,14 +456,22 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                     self.outbound.push(pending.group, message);
                     self.stats.messages_sent += 1;
                 }
-                let Some(last) = pending.committed_entries.last().map(|entry| entry.index) else {
-                    continue;
-                };
-                for entry in &pending.committed_entries {
-                    apply(slot, pending.group, entry, &mut self.completions);
+                if let Some(last) = pending.committed_entries.last().map(|entry| entry.index) {
+                    for entry in &pending.committed_entries {
+                        apply(slot, pending.group, entry, &mut self.completions);
+                    }
+                    self.stats.entries_applied += pending.committed_entries.len() as u64;
+                    slot.raft.on_applied(last);
                 }
-                self.stats.entries_applied += pending.committed_entries.len() as u64;
-                slot.raft.on_applied(last);
+                // Contract step 4: a read is answered once the entries through its index are
+                // applied, which the core guarantees for the reads of this Ready.
+                for read in &pending.read_states {
+                    self.read_completions.push(ReadCompletion {
+                        group: pending.group,
+                        ctx: read.ctx,
+                        result: read.result.map(|_| ()),
+                    });
+                }
             }
         }
         Ok(completed)
@@ -494,16 +489,6 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// Moves the completions since the last call into `out`.
     pub fn take_completions(&mut self, out: &mut Vec<Completion>) {
         out.append(&mut self.completions);
-    }
-
-    /// The replica status of `group`.
-    pub fn status(&self, group: GroupId) -> Option<Status> {
-        self.groups.get(&group).map(|slot| slot.raft.status())
-    }
-
-    /// The state machine of `group`.
-    pub fn machine(&self, group: GroupId) -> Option<&M> {
-        self.groups.get(&group).map(|slot| &slot.machine)
     }
 
     /// The groups on this shard, in id order.
@@ -534,6 +519,11 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             peers_silent: self.liveness.silent_peers().count() as u64,
             ..self.stats
         }
+    }
+
+    /// How long the log's syncs took, in microseconds.
+    pub fn sync_latency(&self) -> &hdrhistogram::Histogram<u64> {
+        self.wal.sync_latency()
     }
 
     /// Records not yet durable.
@@ -639,5 +629,6 @@ fn apply<M: StateMachine>(
     }
 }
 
+mod requests;
 #[cfg(test)]
 mod tests;

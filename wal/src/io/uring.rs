@@ -24,7 +24,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
+use std::time::Instant;
 
+use hdrhistogram::Histogram;
 use io_uring::{IoUring, opcode, squeue, types};
 
 use crate::ids::{Lsn, SegmentId};
@@ -55,7 +57,8 @@ struct InflightWrite {
 pub(crate) struct UringWriter {
     ring: IoUring,
     writes: VecDeque<InflightWrite>,
-    syncs: VecDeque<Lsn>,
+    /// Syncs in flight: the lsn each covers and when it was pushed.
+    syncs: VecDeque<(Lsn, Instant)>,
     pool: Vec<AlignedBuf>,
     submitted: Lsn,
     written: Lsn,
@@ -63,6 +66,8 @@ pub(crate) struct UringWriter {
     /// Descriptors written to since the last sync pushed for them.
     unsynced: Vec<RawFd>,
     syncs_completed: u64,
+    /// Microseconds from pushing a sync to reaping its completion.
+    sync_latency: Histogram<u64>,
     failure: Option<String>,
 }
 
@@ -80,6 +85,7 @@ impl UringWriter {
             durable,
             unsynced: Vec::new(),
             syncs_completed: 0,
+            sync_latency: Histogram::new(3).expect("3 significant digits are valid"),
             failure: None,
         })
     }
@@ -94,6 +100,15 @@ impl UringWriter {
 
     pub(crate) fn syncs_completed(&self) -> u64 {
         self.syncs_completed
+    }
+
+    pub(crate) fn sync_latency(&self) -> &Histogram<u64> {
+        &self.sync_latency
+    }
+
+    fn record_sync(&mut self, started: Instant) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.sync_latency.saturating_record(micros);
     }
 
     pub(crate) fn failure(&self) -> Option<&str> {
@@ -244,7 +259,7 @@ impl UringWriter {
             .user_data(SYNC_BIT | self.submitted.0);
         self.push(&entry)
             .map_err(|e| self.fail(e, "sync submission"))?;
-        self.syncs.push_back(self.submitted);
+        self.syncs.push_back((self.submitted, Instant::now()));
         self.submit().map_err(|e| self.fail(e, "sync submission"))?;
         self.unsynced.retain(|unsynced| *unsynced != fd);
         Ok(())
@@ -313,6 +328,7 @@ impl UringWriter {
             }
             // Every write completed, and every record not covered by a completed sync was
             // written to one of `unsynced`.
+            let started = Instant::now();
             for fd in std::mem::take(&mut self.unsynced) {
                 // The log keeps every segment file open while the writer lives (the writer is
                 // dropped first); fdatasync touches no memory.
@@ -324,6 +340,7 @@ impl UringWriter {
             }
             self.durable = self.submitted;
             self.syncs_completed += 1;
+            self.record_sync(started);
         }
         Ok(())
     }
@@ -366,7 +383,7 @@ impl UringWriter {
             let tag = Lsn(user_data & !SYNC_BIT);
             let expected = self.syncs.pop_front();
             assert_eq!(
-                expected,
+                expected.map(|(lsn, _)| lsn),
                 Some(tag),
                 "drained syncs complete in submission order"
             );
@@ -384,6 +401,9 @@ impl UringWriter {
             );
             self.durable = self.durable.max(tag);
             self.syncs_completed += 1;
+            if let Some((_, started)) = expected {
+                self.record_sync(started);
+            }
             return Ok(());
         }
         let lsn = Lsn(user_data);

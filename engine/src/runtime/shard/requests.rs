@@ -1,0 +1,171 @@
+//! The requests a shard serves for embedders: creating and removing groups, proposing,
+//! reading, transferring leadership, and looking at a group. Each is an input to one
+//! group's core, which the loop (`shard.rs`) then turns into Readies.
+
+use std::collections::BTreeMap;
+
+use flotilla_net::Transport;
+
+use super::{
+    Completion, CreateGroupError, ReadCompletion, Shard, ShardProposeError, ShardRequestError,
+    Slot, Superseded,
+};
+use crate::raft::{Config, LogIndex, NodeId, Proposed, RaftGroup, ReadMode, Status, Term};
+use crate::runtime::state_machine::StateMachine;
+use crate::runtime::storage::restore_group;
+use crate::runtime::wire::GroupId;
+
+impl<T: Transport, M: StateMachine> Shard<T, M> {
+    /// Adds the replica of `group` whose members are `voters`, restored from the log if the
+    /// log knows the group. `machine` must be empty: the group's committed log is applied to
+    /// it again from the start (no snapshots yet, issue 6).
+    pub fn create_group(
+        &mut self,
+        group: GroupId,
+        voters: &[NodeId],
+        machine: M,
+    ) -> Result<(), CreateGroupError> {
+        if self.groups.contains_key(&group) {
+            return Err(CreateGroupError::Exists(group));
+        }
+        let restored = restore_group(&self.wal, group)?;
+        let last_index = restored
+            .entries
+            .last()
+            .map_or(LogIndex(0), |entry| entry.index);
+        // Each (node, group) draws its own election timeouts: replicas of one group that
+        // shared a seed would time out together and split their votes forever.
+        let seed = self.config.seed
+            ^ group.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ self.config.id.0.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let config = Config {
+            seed,
+            ..self.config.clone()
+        };
+        let raft = RaftGroup::new(config, voters, restored)?;
+        for &voter in voters {
+            if voter != self.config.id {
+                self.liveness.add_peer(voter);
+            }
+        }
+        let mut slot = Slot {
+            raft,
+            machine,
+            last_index,
+            waiting: BTreeMap::new(),
+            applied_term: Term(0),
+            ticking: false,
+            dirty: false,
+        };
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        self.groups.insert(group, slot);
+        Ok(())
+    }
+
+    /// Proposes `command` to `group`, whose replica here must lead it. The outcome arrives
+    /// later through [`Shard::take_completions`].
+    pub fn propose(
+        &mut self,
+        group: GroupId,
+        command: &[u8],
+    ) -> Result<Proposed, ShardProposeError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ShardProposeError::UnknownGroup(group))?;
+        let proposed = slot.raft.propose(command);
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        let proposed = proposed?;
+        // An older proposal of ours at the same index (from an earlier term in which this
+        // replica also led) can never apply now: its index holds an entry of a later term.
+        if let Some(older) = slot.waiting.insert(proposed.index, proposed.term) {
+            assert!(
+                older < proposed.term,
+                "two proposals at one index in one term"
+            );
+            self.completions.push(Completion {
+                group,
+                proposed: Proposed {
+                    index: proposed.index,
+                    term: older,
+                },
+                outcome: Err(Superseded),
+            });
+        }
+        Ok(proposed)
+    }
+
+    /// The replica status of `group`.
+    pub fn status(&self, group: GroupId) -> Option<Status> {
+        self.groups.get(&group).map(|slot| slot.raft.status())
+    }
+
+    /// The state machine of `group`.
+    pub fn machine(&self, group: GroupId) -> Option<&M> {
+        self.groups.get(&group).map(|slot| &slot.machine)
+    }
+
+    /// Removes this node's replica of `group`: its state here is gone, its entries and hard
+    /// state are dropped from the log (one record, submitted now), and proposals and reads
+    /// waiting on it fail with `GroupNotFound` in the executor. The other replicas are not
+    /// told: membership changes arrive with issue 6. The replica forgets its votes, so the
+    /// id must not be created here again while other nodes still run the group.
+    pub fn remove_group(&mut self, group: GroupId) -> Result<(), ShardRequestError> {
+        let slot = self
+            .groups
+            .remove(&group)
+            .ok_or(ShardRequestError::UnknownGroup(group))?;
+        if slot.ticking {
+            self.ticking.retain(|g| *g != group);
+        }
+        if slot.dirty {
+            self.dirty.retain(|g| *g != group);
+        }
+        // Between turns the write batch is empty: the drop is a record of its own.
+        debug_assert!(self.batch.is_empty(), "a request between turns");
+        self.batch.drop_group(flotilla_wal::GroupId(group.0));
+        super::submit_turn(
+            &mut self.wal,
+            &mut self.batch,
+            Vec::new(),
+            &mut self.in_flight,
+            &mut self.stats,
+        )?;
+        Ok(())
+    }
+
+    /// Asks `group`'s leader here for a linearizable read (`ReadIndex`) or a lease read. The
+    /// answer arrives through [`Shard::take_read_completions`] once the state machine has
+    /// applied through the read's index, or as a refusal.
+    pub fn read_index(
+        &mut self,
+        group: GroupId,
+        ctx: u64,
+        mode: ReadMode,
+    ) -> Result<(), ShardRequestError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ShardRequestError::UnknownGroup(group))?;
+        let asked = slot.raft.read_index(ctx, mode);
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        asked.map_err(ShardRequestError::Read)
+    }
+
+    /// Starts handing `group`'s leadership to `to` (thesis §3.10); done once `to` wins the
+    /// election it is told to start, abandoned after an election timeout.
+    pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) -> Result<(), ShardRequestError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ShardRequestError::UnknownGroup(group))?;
+        let started = slot.raft.transfer_leader(to);
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        started.map_err(ShardRequestError::Transfer)
+    }
+
+    /// Moves the reads answered since the last call into `out`.
+    pub fn take_read_completions(&mut self, out: &mut Vec<ReadCompletion>) {
+        out.append(&mut self.read_completions);
+    }
+}
