@@ -43,6 +43,12 @@ pub struct Config {
     pub proposal_bytes_max: usize,
     /// At most this many committed entries handed out for apply in one `Ready`.
     pub apply_entries_max: usize,
+    /// Applied, durable entries beyond this many (counting from the newest) are evicted from
+    /// memory; a leader reads them back through the driver when a follower needs them
+    /// (`Ready::fetches`). A quiesced replica keeps only its last entry.
+    pub log_cache_entries_max: usize,
+    /// The same bound in entry bytes.
+    pub log_cache_bytes_max: usize,
     /// A leader whose group has been idle for this many ticks (every follower holds the
     /// whole log and knows it is committed, no read or transfer waits) tells its followers
     /// to quiesce, and the group stops ticking: no heartbeats, no election timer, until any
@@ -79,6 +85,8 @@ impl Config {
             append_bytes_max: 1 << 20,
             proposal_bytes_max: 8 << 20,
             apply_entries_max: 4096,
+            log_cache_entries_max: 1024,
+            log_cache_bytes_max: 1 << 20,
             quiesce_after_ticks: 0,
             seed,
         }

@@ -156,10 +156,12 @@ pub fn drive(data: &[u8]) -> usize {
     cfg.append_entries_max = 3;
     cfg.proposal_bytes_max = 32;
     cfg.quiesce_after_ticks = 3;
+    cfg.log_cache_entries_max = 2;
     let mut replica =
         RaftGroup::new(cfg, &voters, RestoredState::default()).expect("valid fuzz configuration");
     let mut input = Input { data, at: 0 };
     let mut unacknowledged: Vec<Ready> = Vec::new();
+    let mut disk: Vec<Entry> = Vec::new();
     let mut taken = 0;
     while !input.done() {
         match input.byte() % 10 {
@@ -190,7 +192,7 @@ pub fn drive(data: &[u8]) -> usize {
             6 => {
                 // Acknowledge a prefix of the outstanding Readies, in order, and apply.
                 let count = usize::from(input.byte()) % (unacknowledged.len() + 1);
-                acknowledge(&mut replica, unacknowledged.drain(..count));
+                acknowledge(&mut replica, &mut disk, unacknowledged.drain(..count));
             }
             7 => {
                 if input.one_in(8) {
@@ -207,18 +209,35 @@ pub fn drive(data: &[u8]) -> usize {
         }
         if unacknowledged.len() > 64 {
             // Bound the memory: a driver persists everything eventually.
-            acknowledge(&mut replica, unacknowledged.drain(..));
+            acknowledge(&mut replica, &mut disk, unacknowledged.drain(..));
         }
     }
     taken
 }
 
-/// Reports Readies durable, in order, and their committed entries applied.
-fn acknowledge(replica: &mut RaftGroup, readies: impl Iterator<Item = Ready>) {
+/// Reports Readies durable, in order (their entries land on `disk`), their committed
+/// entries applied and their fetches answered from `disk`.
+fn acknowledge(
+    replica: &mut RaftGroup,
+    disk: &mut Vec<Entry>,
+    readies: impl Iterator<Item = Ready>,
+) {
     for ready in readies {
+        if let Some(first) = ready.entries.first() {
+            disk.truncate(usize::try_from(first.index.0 - 1).unwrap_or(usize::MAX));
+            disk.extend(ready.entries.iter().cloned());
+        }
         replica.on_persisted(ready.id);
         if let Some(last) = ready.committed_entries.last() {
             replica.on_applied(last.index);
+        }
+        for fetch in ready.fetches {
+            let fetched = disk
+                .iter()
+                .filter(|entry| entry.index >= fetch.from && entry.index <= fetch.through)
+                .cloned()
+                .collect();
+            replica.on_fetched(fetch, fetched);
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::raft::message::{Message, MessageBody};
 use crate::raft::payload::Payload;
 use crate::raft::progress::Progress;
 use crate::raft::quorum::Configuration;
-use crate::raft::ready::{ReadMode, ReadState, Ready, ReadyId, Role, Status};
+use crate::raft::ready::{LogFetch, ReadMode, ReadState, Ready, ReadyId, Role, Status};
 use crate::raft::rng::SplitMix64;
 use crate::raft::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 
@@ -127,6 +127,7 @@ pub struct RaftGroup {
     pub(crate) messages_now: Vec<Message>,
     pub(crate) messages_after_persist: Vec<Message>,
     pub(crate) read_states: Vec<ReadState>,
+    pub(crate) fetches: Vec<LogFetch>,
     pub(crate) next_ready_id: u64,
     /// Readies handed out and not yet acknowledged: (id, last entry, hard state).
     pub(crate) unacknowledged: VecDeque<HandedOut>,
@@ -203,6 +204,7 @@ impl RaftGroup {
             messages_now: Vec::new(),
             messages_after_persist: Vec::new(),
             read_states: Vec::new(),
+            fetches: Vec::new(),
             next_ready_id: 1,
             unacknowledged: VecDeque::new(),
             hard_state_emitted: durable,
@@ -469,6 +471,7 @@ impl RaftGroup {
             || !self.messages_now.is_empty()
             || !self.messages_after_persist.is_empty()
             || !self.read_states.is_empty()
+            || !self.fetches.is_empty()
             || self.log.unstable_from <= self.log.last_index()
             || self.hard_state() != self.hard_state_emitted
             || self.log.has_committed_to_apply()
@@ -528,6 +531,7 @@ impl RaftGroup {
             persisted_messages: std::mem::take(&mut self.messages_after_persist),
             committed_entries,
             read_states: std::mem::take(&mut self.read_states),
+            fetches: std::mem::take(&mut self.fetches),
         };
         self.check_invariants();
         Some(ready)
@@ -563,6 +567,18 @@ impl RaftGroup {
             self.log.applying
         );
         self.log.applied = self.log.applied.max(index);
+        self.evict_applied();
+    }
+
+    /// Evicts applied, durable entries beyond the cache bounds (all but the last entry
+    /// when quiesced: nobody needs them soon).
+    pub(crate) fn evict_applied(&mut self) {
+        if self.quiesced {
+            self.log.evict(1, 0);
+        } else {
+            self.log
+                .evict(self.cfg.log_cache_entries_max, self.cfg.log_cache_bytes_max);
+        }
     }
 
     /// Queues an outbound message, for now or for after the next persist: a message waits

@@ -4,8 +4,14 @@
 //! The log never touches storage. The driver persists what `RaftGroup::poll_ready` hands out
 //! and reports back; restart rebuilds the log from what the driver had persisted.
 //!
+//! Applied, durable entries beyond a cache bound are evicted from memory (`evict`); only
+//! their terms stay (`evicted.rs`), and a leader asks the driver to read them back from
+//! storage when a follower needs them (`Ready::fetches`).
+//!
 //! # Invariants
-//! - Entries are contiguous from `first_index` to `last_index`, with non-decreasing terms.
+//! - Entries are contiguous from `first_index` to `last_index`, with non-decreasing terms;
+//!   `[1, first_index)` is evicted, and holds only entries both applied and durable.
+//! - The last entry, if any, is held in memory.
 //! - `applied <= applying <= committed`, and `applying <= persisted` (only durable entries
 //!   are applied).
 //! - `persisted <= last_index` and `unstable_from <= last_index + 1`; every entry below
@@ -14,6 +20,7 @@
 
 use std::collections::VecDeque;
 
+use crate::raft::evicted::EvictedTerms;
 use crate::raft::types::{Entry, LogIndex, Term};
 
 /// One replica's log and its watermarks.
@@ -21,8 +28,12 @@ use crate::raft::types::{Entry, LogIndex, Term};
 pub(crate) struct RaftLog {
     /// `entries[k]` has index `first_index + k`.
     entries: VecDeque<Entry>,
-    /// The index of `entries[0]` (1 until compaction exists).
+    /// The index of `entries[0]`: everything below is evicted.
     first_index: LogIndex,
+    /// The terms of the evicted entries.
+    evicted: EvictedTerms,
+    /// The bytes of the entries held in memory (`Entry::size_bytes`).
+    bytes: usize,
     /// The highest index known committed.
     pub(crate) committed: LogIndex,
     /// The highest index known durable on this replica (and matching what was handed out).
@@ -50,9 +61,12 @@ impl RaftLog {
         let last_index = LogIndex(entries.len() as u64);
         let committed = committed.min(last_index);
         let applied = applied.min(committed);
+        let bytes = entries.iter().map(Entry::size_bytes).sum();
         let log = RaftLog {
             entries,
             first_index: LogIndex(1),
+            evicted: EvictedTerms::new(),
+            bytes,
             committed,
             persisted: last_index,
             unstable_from: last_index.next(),
@@ -68,20 +82,29 @@ impl RaftLog {
         LogIndex(self.first_index.0 + self.entries.len() as u64 - 1)
     }
 
-    /// The term of the last entry (0 when empty).
+    /// The term of the last entry (0 when empty; the last entry is never evicted).
     pub(crate) fn last_term(&self) -> Term {
         self.entries.back().map_or(Term(0), |entry| entry.term)
     }
 
-    /// The term of the entry at `index`: `Some(Term(0))` for index 0, `None` past the end.
+    /// The first index held in memory; entries below it must be fetched from storage.
+    pub(crate) fn first_index(&self) -> LogIndex {
+        self.first_index
+    }
+
+    /// The term of the entry at `index`, in memory or evicted: `Some(Term(0))` for index 0,
+    /// `None` past the end.
     pub(crate) fn term(&self, index: LogIndex) -> Option<Term> {
         if index.0 == 0 {
             return Some(Term(0));
         }
+        if index < self.first_index {
+            return self.evicted.term(index);
+        }
         self.entry(index).map(|entry| entry.term)
     }
 
-    /// The entry at `index`, if held.
+    /// The entry at `index`, if held in memory.
     pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
         let slot = index.0.checked_sub(self.first_index.0)?;
         self.entries.get(usize::try_from(slot).ok()?)
@@ -129,6 +152,12 @@ impl RaftLog {
         while index > self.first_index && self.term(index.prev()) == Some(term) {
             index = index.prev();
         }
+        if index == self.first_index && self.evicted.term(index.prev()) == Some(term) {
+            return self
+                .evicted
+                .first_index_of(term)
+                .expect("the run holding index - 1");
+        }
         index
     }
 
@@ -137,10 +166,10 @@ impl RaftLog {
     pub(crate) fn last_index_of_term(&self, term: Term, at_most: LogIndex) -> Option<LogIndex> {
         // Terms never decrease along the log, so binary search for the last entry <= term.
         let limit = at_most.min(self.last_index());
-        if limit < self.first_index {
+        if limit.0 < 1 {
             return None;
         }
-        let (mut low, mut high) = (self.first_index.0, limit.0);
+        let (mut low, mut high) = (1, limit.0);
         if self.term(LogIndex(low))? > term {
             return None;
         }
@@ -166,6 +195,7 @@ impl RaftLog {
             entry.term >= self.last_term(),
             "leader append with a lower term"
         );
+        self.bytes += entry.size_bytes();
         self.entries.push_back(entry);
     }
 
@@ -192,6 +222,10 @@ impl RaftLog {
                 self.truncate_from(from);
             }
             // The message is ours: its entries move into the log without a copy.
+            self.bytes += entries[position..]
+                .iter()
+                .map(Entry::size_bytes)
+                .sum::<usize>();
             self.entries.extend(entries.drain(position..));
         }
         Some(last_new)
@@ -210,7 +244,14 @@ impl RaftLog {
             from > self.applying,
             "truncating an entry handed out for apply"
         );
+        // Evicted entries are applied, hence committed: the assertion above keeps `from` in
+        // memory.
         let keep = usize::try_from(from.0 - self.first_index.0).expect("in-memory log length");
+        self.bytes -= self
+            .entries
+            .range(keep..)
+            .map(Entry::size_bytes)
+            .sum::<usize>();
         self.entries.truncate(keep);
         self.persisted = self.persisted.min(from.prev());
         self.unstable_from = self.unstable_from.min(from);
@@ -265,6 +306,25 @@ impl RaftLog {
         entries
     }
 
+    /// Drops applied, durable entries from the front of memory while more than
+    /// `entries_max` entries or `bytes_max` bytes are held, keeping the last entry. Returns
+    /// how many went.
+    pub(crate) fn evict(&mut self, entries_max: usize, bytes_max: usize) -> usize {
+        let evictable = self.applied.min(self.persisted);
+        let mut evicted = 0;
+        while self.entries.len() > 1
+            && (self.entries.len() > entries_max || self.bytes > bytes_max)
+            && self.first_index <= evictable
+        {
+            let entry = self.entries.pop_front().expect("more than one entry");
+            self.bytes -= entry.size_bytes();
+            self.evicted.push(entry.index, entry.term);
+            self.first_index = self.first_index.next();
+            evicted += 1;
+        }
+        evicted
+    }
+
     /// Whether committed, durable entries wait to be handed out for apply.
     pub(crate) fn has_committed_to_apply(&self) -> bool {
         self.committed.min(self.persisted) > self.applying
@@ -307,8 +367,25 @@ impl RaftLog {
             self.unstable_from <= last_index.next(),
             "unstable_from beyond the log"
         );
+        assert_eq!(
+            self.first_index,
+            self.evicted.end(),
+            "evicted prefix mismatch"
+        );
+        assert!(
+            self.first_index.prev() <= self.applied.min(self.persisted),
+            "evicted entries beyond applied and durable ones"
+        );
         if cfg!(any(feature = "strict", debug_assertions)) {
-            let mut previous_term = Term(0);
+            assert_eq!(
+                self.bytes,
+                self.entries.iter().map(Entry::size_bytes).sum::<usize>(),
+                "in-memory bytes"
+            );
+            let mut previous_term = self
+                .evicted
+                .term(self.first_index.prev())
+                .unwrap_or(Term(0));
             for (slot, entry) in self.entries.iter().enumerate() {
                 assert_eq!(
                     entry.index.0,

@@ -57,6 +57,7 @@
 mod config;
 mod election;
 mod error;
+mod evicted;
 pub mod fuzzing;
 mod group;
 mod log;
@@ -85,7 +86,7 @@ pub use message::{
 pub use payload::{PAYLOAD_INLINE_BYTES_MAX, Payload};
 pub use progress::{Progress, ProgressState};
 pub use quorum::{Configuration, VoteResult};
-pub use ready::{ReadMode, ReadState, Ready, ReadyId, Role, Status};
+pub use ready::{LogFetch, ReadMode, ReadState, Ready, ReadyId, Role, Status};
 pub use types::{
     ENTRY_OVERHEAD_BYTES, Entry, EntryKind, HardState, LogIndex, NodeId, TERM_MAX, Term,
 };

@@ -55,6 +55,9 @@ pub struct Progress {
     /// In Replicate: the last index and entry bytes of each unacknowledged message.
     inflights: VecDeque<Inflight>,
     inflight_bytes: usize,
+    /// Entries for this follower are being read back from storage (`LogFetch`): nothing
+    /// else is sent to it with entries until they arrive.
+    pub fetch_pending: bool,
 }
 
 impl Progress {
@@ -71,6 +74,7 @@ impl Progress {
             read_round_acked: 0,
             inflights: VecDeque::new(),
             inflight_bytes: 0,
+            fetch_pending: false,
         }
     }
 

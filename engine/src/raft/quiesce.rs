@@ -126,6 +126,7 @@ impl RaftGroup {
         // that only rounds sent after waking can grant a new one.
         self.lease_until = 0;
         self.read_round_sent_ticks.clear();
+        self.evict_applied();
         assert!(
             !self.lease_valid(),
             "Lease safety: a quiesced leader holds a lease"
@@ -139,6 +140,7 @@ impl RaftGroup {
         self.log.commit_to(commit);
         self.quiesced = true;
         self.quiesced_round = quiesce.read_round;
+        self.evict_applied();
     }
 
     /// The invariants of a quiesced replica (called under `strict`).

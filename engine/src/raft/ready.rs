@@ -36,6 +36,23 @@ pub struct Ready {
     /// Reads confirmed or refused. A confirmed read's index is applied once this Ready's
     /// `committed_entries` are.
     pub read_states: Vec<ReadState>,
+    /// Entries evicted from memory that a follower needs: the driver reads each range from
+    /// its storage (they are durable) and answers with `RaftGroup::on_fetched`, every
+    /// fetch exactly once (with no entries if the read failed).
+    pub fetches: Vec<LogFetch>,
+}
+
+/// A range of durable entries the leader needs back from storage, to send to `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogFetch {
+    /// The follower the entries are for.
+    pub to: crate::raft::types::NodeId,
+    /// The first index wanted.
+    pub from: LogIndex,
+    /// The last index wanted (inclusive).
+    pub through: LogIndex,
+    /// At most about this many entry bytes (at least one entry).
+    pub bytes_max: usize,
 }
 
 /// The answer to one `read_index` call.

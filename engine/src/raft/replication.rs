@@ -6,8 +6,8 @@ use crate::raft::group::{PendingRead, READ_ROUNDS_REMEMBERED_MAX, RaftGroup};
 use crate::raft::message::{
     AppendEntries, AppendResponse, ConflictHint, Heartbeat, HeartbeatResponse, MessageBody,
 };
-use crate::raft::ready::Role;
-use crate::raft::types::{LogIndex, NodeId, Term};
+use crate::raft::ready::{LogFetch, Role};
+use crate::raft::types::{Entry, LogIndex, NodeId, Term};
 
 impl RaftGroup {
     pub(crate) fn step_leader(&mut self, from: NodeId, body: MessageBody) -> Result<(), StepError> {
@@ -199,11 +199,27 @@ impl RaftGroup {
             return false;
         }
         let next_index = pr.next_index;
-        let prev_index = next_index.prev();
-        let prev_term = self
-            .log
-            .term(prev_index)
-            .expect("next_index - 1 is within the log (no compaction yet)");
+        if next_index < self.log.first_index() {
+            // The entries were evicted from memory: the driver reads them back, and
+            // `on_fetched` sends them. One fetch at a time per follower.
+            if !pr.fetch_pending {
+                self.progress[slot].1.fetch_pending = true;
+                let count = self.cfg.append_entries_max as u64;
+                let through = LogIndex(
+                    next_index
+                        .0
+                        .saturating_add(count - 1)
+                        .min(self.log.first_index().0 - 1),
+                );
+                self.fetches.push(LogFetch {
+                    to,
+                    from: next_index,
+                    through,
+                    bytes_max: self.cfg.append_bytes_max,
+                });
+            }
+            return false;
+        }
         let (entries, bytes) = self.log.entries_from(
             next_index,
             self.cfg.append_entries_max,
@@ -212,6 +228,24 @@ impl RaftGroup {
         if entries.is_empty() && !allow_empty {
             return false;
         }
+        self.send_entries(slot, to, next_index, entries, bytes)
+    }
+
+    /// Sends `to` (at `slot` in `progress`) an AppendEntries of `entries` (possibly none)
+    /// from `next_index`, and records it in its progress. Returns whether it had entries.
+    fn send_entries(
+        &mut self,
+        slot: usize,
+        to: NodeId,
+        next_index: LogIndex,
+        entries: Vec<Entry>,
+        bytes: usize,
+    ) -> bool {
+        let prev_index = next_index.prev();
+        let prev_term = self
+            .log
+            .term(prev_index)
+            .expect("next_index - 1 is within the log (no compaction yet)");
         let count = entries.len();
         let last_index = LogIndex(prev_index.0 + count as u64);
         let commit = self.log.committed;
@@ -231,6 +265,40 @@ impl RaftGroup {
             }),
         );
         count > 0
+    }
+
+    /// The driver read back the entries of `fetch` (none if it could not): they go to the
+    /// follower if it still needs them, and replication to it resumes.
+    pub fn on_fetched(&mut self, fetch: LogFetch, entries: Vec<Entry>) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(slot) = self.progress.iter().position(|(peer, _)| *peer == fetch.to) else {
+            return;
+        };
+        if !self.progress[slot].1.fetch_pending {
+            return; // From an earlier term's progress.
+        }
+        self.progress[slot].1.fetch_pending = false;
+        // Log Matching: what goes out must be this log's entries, contiguous from
+        // `fetch.from`, each with the term this log has at its index.
+        let matches = entries.iter().enumerate().all(|(k, entry)| {
+            entry.index.0 == fetch.from.0 + k as u64
+                && entry.index <= fetch.through
+                && self.log.term(entry.index) == Some(entry.term)
+        });
+        assert!(
+            matches,
+            "Log Matching: the driver fetched entries that are not this log's"
+        );
+        let pr = &self.progress[slot].1;
+        let paused = pr.is_paused(self.cfg.inflight_messages_max, self.cfg.inflight_bytes_max);
+        if !entries.is_empty() && pr.next_index == fetch.from && !paused {
+            let bytes = entries.iter().map(Entry::size_bytes).sum();
+            self.send_entries(slot, fetch.to, fetch.from, entries, bytes);
+        }
+        while self.send_append(fetch.to, false) {}
+        self.check_invariants();
     }
 
     /// Sends every follower what its window allows; a follower with nothing new gets an

@@ -26,5 +26,5 @@ pub use shard::{
     Completion, CreateGroupError, Shard, ShardError, ShardProposeError, ShardStats, Superseded,
 };
 pub use state_machine::{KvMap, StateMachine};
-pub use storage::{PersistError, RestoreError, persist_ready, restore_group};
+pub use storage::{PersistError, RestoreError, persist_ready, read_entries, restore_group};
 pub use wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};

@@ -34,7 +34,7 @@ use crate::raft::{
 };
 use crate::runtime::liveness::Liveness;
 use crate::runtime::state_machine::StateMachine;
-use crate::runtime::storage::{PersistError, RestoreError, persist_ready};
+use crate::runtime::storage::{PersistError, RestoreError, persist_ready, read_entries};
 use crate::runtime::wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};
 
 /// Bytes of received frames stepped in one turn, at most (plus one frame).
@@ -149,6 +149,8 @@ pub struct ShardStats {
     pub rejected_messages: u64,
     /// Entries applied to state machines.
     pub entries_applied: u64,
+    /// Ranges of entries read back from the log for a follower (evicted from memory).
+    pub log_fetches: u64,
     /// Groups on this shard.
     pub groups: u64,
     /// Groups quiesced now (idle: not ticked, sending nothing).
@@ -171,6 +173,7 @@ impl ShardStats {
             unknown_group_messages,
             rejected_messages,
             entries_applied,
+            log_fetches,
             groups,
             groups_quiesced,
             peers_silent,
@@ -185,6 +188,7 @@ impl ShardStats {
         self.unknown_group_messages += unknown_group_messages;
         self.rejected_messages += rejected_messages;
         self.entries_applied += entries_applied;
+        self.log_fetches += log_fetches;
         self.groups += groups;
         self.groups_quiesced += groups_quiesced;
         self.peers_silent += peers_silent;
@@ -386,6 +390,25 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 for message in &ready.messages {
                     self.outbound.push(group, message);
                     self.stats.messages_sent += 1;
+                }
+                // Entries a follower needs that left the leader's memory: they are durable,
+                // so the log has them (a read of its memory map or of a write in flight).
+                for &fetch in &ready.fetches {
+                    self.stats.log_fetches += 1;
+                    let entries = match read_entries(
+                        &self.wal,
+                        group,
+                        fetch.from,
+                        fetch.through,
+                        fetch.bytes_max,
+                    ) {
+                        Ok(entries) => entries,
+                        Err(error) => {
+                            log::error!("group {group:?}: fetching {fetch:?}: {error}");
+                            Vec::new()
+                        }
+                    };
+                    slot.raft.on_fetched(fetch, entries);
                 }
                 self.stats.wal_entries += ready.entries.len() as u64;
                 persist_ready(&mut self.batch, group, &ready, &mut slot.last_index)?;

@@ -166,25 +166,11 @@ pub fn restore_group(wal: &Wal, group: GroupId) -> Result<RestoredState, Restore
         WalGroupId(group.0),
         state.first_index,
         end,
-        |index, term, stored| {
-            let kind = match stored.first() {
-                Some(&TAG_NORMAL) => EntryKind::Normal,
-                Some(&TAG_NOOP) => EntryKind::Noop,
-                tag => {
-                    bad.get_or_insert(RestoreError::BadEntry {
-                        group: group.0,
-                        index: index.0,
-                        tag: tag.copied(),
-                    });
-                    return;
-                }
-            };
-            entries.push(Entry {
-                index: LogIndex(index.0),
-                term: Term(term.0),
-                kind,
-                data: Payload::from(&stored[1..]),
-            });
+        |index, term, stored| match decode_entry(group, index, term, stored) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => {
+                bad.get_or_insert(error);
+            }
         },
     )
     .map_err(|source| RestoreError::Read {
@@ -205,6 +191,65 @@ pub fn restore_group(wal: &Wal, group: GroupId) -> Result<RestoredState, Restore
         hard_state,
         entries,
         applied: LogIndex(0),
+    })
+}
+
+/// Reads `group`'s entries `from..=through` back from `wal`, stopping after about
+/// `bytes_max` bytes (at least one entry): what a leader fetches for a follower once the
+/// entries left its memory.
+pub fn read_entries(
+    wal: &Wal,
+    group: GroupId,
+    from: LogIndex,
+    through: LogIndex,
+    bytes_max: usize,
+) -> Result<Vec<Entry>, RestoreError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut bytes = 0;
+    let mut index = from;
+    while index <= through && (entries.is_empty() || bytes < bytes_max) {
+        let mut decoded = None;
+        wal.read_entries(
+            WalGroupId(group.0),
+            WalLogIndex(index.0),
+            WalLogIndex(index.0 + 1),
+            |index, term, stored| decoded = Some(decode_entry(group, index, term, stored)),
+        )
+        .map_err(|source| RestoreError::Read {
+            group: group.0,
+            source,
+        })?;
+        let entry = decoded.expect("one entry read")?;
+        bytes += entry.size_bytes();
+        entries.push(entry);
+        index = index.next();
+    }
+    Ok(entries)
+}
+
+/// An entry as the engine stored it: a kind tag, then the data (FORMATS.md).
+fn decode_entry(
+    group: GroupId,
+    index: WalLogIndex,
+    term: WalTerm,
+    stored: &[u8],
+) -> Result<Entry, RestoreError> {
+    let kind = match stored.first() {
+        Some(&TAG_NORMAL) => EntryKind::Normal,
+        Some(&TAG_NOOP) => EntryKind::Noop,
+        tag => {
+            return Err(RestoreError::BadEntry {
+                group: group.0,
+                index: index.0,
+                tag: tag.copied(),
+            });
+        }
+    };
+    Ok(Entry {
+        index: LogIndex(index.0),
+        term: Term(term.0),
+        kind,
+        data: Payload::from(&stored[1..]),
     })
 }
 

@@ -68,6 +68,9 @@ struct Params {
     /// `Config::quiesce_after_ticks` (0: never). Quiesced replicas are not ticked, as in the
     /// engine, and are woken when their leader's node crashes or is cut off from theirs.
     quiesce_after_ticks: u32,
+    /// `Config::log_cache_entries_max`: small caches make leaders read evicted entries back
+    /// from the simulated disk for lagging followers.
+    log_cache_entries_max: usize,
 }
 
 enum Event {
@@ -160,6 +163,7 @@ pub(crate) struct Totals {
     partitions: u64,
     transfers: u64,
     quiesces: u64,
+    fetches: u64,
 }
 
 impl Totals {
@@ -175,6 +179,7 @@ impl Totals {
         self.partitions += t.partitions;
         self.transfers += t.transfers;
         self.quiesces += t.quiesces;
+        self.fetches += t.fetches;
     }
 }
 
@@ -182,7 +187,7 @@ impl fmt::Display for Totals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} events, ops {} ok / {} unknown / {} refused-or-lost, {} leaders elected, {} crashes, {} partitions, {} transfers, {} leader quiesces",
+            "{} events, ops {} ok / {} unknown / {} refused-or-lost, {} leaders elected, {} crashes, {} partitions, {} transfers, {} leader quiesces, {} fetches of evicted entries",
             self.events,
             self.ops_ok,
             self.ops_unknown,
@@ -191,7 +196,8 @@ impl fmt::Display for Totals {
             self.crashes,
             self.partitions,
             self.transfers,
-            self.quiesces
+            self.quiesces,
+            self.fetches
         )
     }
 }
@@ -271,6 +277,10 @@ impl Simulation {
             // Drawn from a second generator, so that seeds keep the parameters they had
             // before quiescence existed.
             quiesce_after_ticks: Rng::new(seed ^ 0x5155_4945_5343_4500).pick(&[0, 0, 3, 12]),
+            log_cache_entries_max: usize::try_from(
+                Rng::new(seed ^ 0x4556_4943_5400).pick(&[1, 4, 64, 1024]),
+            )
+            .expect("small"),
         };
         // Tiny messages split a new leader's old entries from its no-op (the Figure 8 setting);
         // with a window of one message as well, a lagging follower could not catch up within
@@ -368,6 +378,7 @@ impl Simulation {
         cfg.inflight_messages_max = self.params.inflight_messages_max;
         cfg.append_entries_max = self.params.append_entries_max;
         cfg.quiesce_after_ticks = self.params.quiesce_after_ticks;
+        cfg.log_cache_entries_max = self.params.log_cache_entries_max;
         let disk_hard_state = restored.hard_state;
         let disk_entries = restored.entries.clone();
         let raft = RaftGroup::new(cfg, &voters, restored).expect("valid simulator config");
@@ -585,6 +596,18 @@ impl Simulation {
             self.check_log_matching(node, group, &ready.entries);
             for message in ready.messages {
                 self.send(group, message);
+            }
+            // Evicted entries are durable: read them back from the simulated disk.
+            for fetch in ready.fetches {
+                self.totals.fetches += 1;
+                let replica = &mut self.nodes[node].replicas[group];
+                let fetched = replica
+                    .disk_entries
+                    .iter()
+                    .filter(|entry| entry.index >= fetch.from && entry.index <= fetch.through)
+                    .cloned()
+                    .collect();
+                replica.raft.on_fetched(fetch, fetched);
             }
             let election_timeout_us = u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
             let delay = if self.faults_on && self.rng.chance(self.params.slow_write_per_mille) {

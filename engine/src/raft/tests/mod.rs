@@ -2,6 +2,7 @@
 //! its Figures 7 and 8, plus pre-vote, check-quorum, reads and transfer. Each drives real
 //! `RaftGroup`s through a tiny in-memory network (`Network`) and checks exact outcomes.
 
+mod eviction;
 mod figure2;
 mod figures_7_8;
 mod liveness_rules;

@@ -156,6 +156,16 @@ impl Network {
             }
             node.on_persisted(ready.id);
             self.queue.extend(ready.persisted_messages);
+            // Evicted entries come back from the disk, as a driver reads its log.
+            for fetch in ready.fetches {
+                let fetched = disk
+                    .entries
+                    .iter()
+                    .filter(|entry| entry.index >= fetch.from && entry.index <= fetch.through)
+                    .cloned()
+                    .collect();
+                node.on_fetched(fetch, fetched);
+            }
             self.read_states
                 .extend(ready.read_states.into_iter().map(|read| (id, read)));
             if let Some(last) = ready.committed_entries.last() {
