@@ -236,6 +236,12 @@ impl RaftGroup {
         }
     }
 
+    /// Whether this replica leads its group now.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
     /// The current hard state (not necessarily durable yet).
     #[must_use]
     pub fn hard_state(&self) -> HardState {

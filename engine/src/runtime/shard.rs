@@ -29,8 +29,8 @@ use flotilla_net::{NodeId as NetNodeId, SendError, Transport, TransportEvent};
 use flotilla_wal::{AppendError, Lsn, Wal, WriteBatch};
 
 use crate::raft::{
-    Config, ConfigError, Entry, EntryKind, LogIndex, Message, NodeId, ProposeError, Proposed,
-    RaftGroup, ReadError, ReadState, ReadyId, Term, TransferError,
+    Config, ConfigError, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, ProposeError,
+    Proposed, RaftGroup, ReadError, ReadState, ReadyId, Term, TransferError,
 };
 use crate::runtime::liveness::Liveness;
 use crate::runtime::state_machine::StateMachine;
@@ -126,75 +126,6 @@ pub struct Completion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Superseded;
 
-/// Counters of a shard's work.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ShardStats {
-    /// Records submitted to the log (one per turn with something to persist).
-    pub wal_records: u64,
-    /// Entries written to the log.
-    pub wal_entries: u64,
-    /// `fdatasync`s the log completed (one covers every record submitted before it).
-    pub wal_syncs: u64,
-    /// Frames handed to the transport.
-    pub frames_sent: u64,
-    /// Core messages sent (coalesced heartbeats count one per group).
-    pub messages_sent: u64,
-    /// Core messages received.
-    pub messages_received: u64,
-    /// Frames the transport refused (queue full): their messages are dropped, Raft resends.
-    pub frames_refused: u64,
-    /// Messages for groups this shard does not hold.
-    pub unknown_group_messages: u64,
-    /// Messages the core refused as malformed, or could not take yet.
-    pub rejected_messages: u64,
-    /// Entries applied to state machines.
-    pub entries_applied: u64,
-    /// Ranges of entries read back from the log for a follower (evicted from memory).
-    pub log_fetches: u64,
-    /// Groups on this shard.
-    pub groups: u64,
-    /// Groups quiesced now (idle: not ticked, sending nothing).
-    pub groups_quiesced: u64,
-    /// Peer nodes not heard from for an election timeout, now.
-    pub peers_silent: u64,
-}
-
-impl ShardStats {
-    /// Adds `other`'s counters to these.
-    pub fn add(&mut self, other: &ShardStats) {
-        let ShardStats {
-            wal_records,
-            wal_entries,
-            wal_syncs,
-            frames_sent,
-            messages_sent,
-            messages_received,
-            frames_refused,
-            unknown_group_messages,
-            rejected_messages,
-            entries_applied,
-            log_fetches,
-            groups,
-            groups_quiesced,
-            peers_silent,
-        } = *other;
-        self.wal_records += wal_records;
-        self.wal_entries += wal_entries;
-        self.wal_syncs += wal_syncs;
-        self.frames_sent += frames_sent;
-        self.messages_sent += messages_sent;
-        self.messages_received += messages_received;
-        self.frames_refused += frames_refused;
-        self.unknown_group_messages += unknown_group_messages;
-        self.rejected_messages += rejected_messages;
-        self.entries_applied += entries_applied;
-        self.log_fetches += log_fetches;
-        self.groups += groups;
-        self.groups_quiesced += groups_quiesced;
-        self.peers_silent += peers_silent;
-    }
-}
-
 /// One group on this shard.
 struct Slot<M> {
     raft: RaftGroup,
@@ -209,6 +140,8 @@ struct Slot<M> {
     ticking: bool,
     /// In the shard's `dirty` list.
     dirty: bool,
+    /// Led by this replica at its last poll.
+    leading: bool,
 }
 
 impl<M> Slot<M> {
@@ -386,10 +319,19 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         for &group in &dirty {
             let slot = self.groups.get_mut(&group).expect("dirty groups exist");
             slot.dirty = false;
+            // Becoming leader appends a no-op, so the group is dirty when it happens.
+            let leading = slot.raft.is_leader();
+            if leading && !slot.leading {
+                self.stats.elections_won += 1;
+            }
+            slot.leading = leading;
             while let Some(ready) = slot.raft.poll_ready() {
                 for message in &ready.messages {
                     self.outbound.push(group, message);
                     self.stats.messages_sent += 1;
+                    if let MessageBody::AppendEntries(append) = &message.body {
+                        self.stats.entries_sent += append.entries.len() as u64;
+                    }
                 }
                 // Entries a follower needs that left the leader's memory: they are durable,
                 // so the log has them (a read of its memory map or of a write in flight).
@@ -539,6 +481,11 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 .values()
                 .filter(|slot| slot.raft.is_quiesced())
                 .count() as u64,
+            leaders: self
+                .groups
+                .values()
+                .filter(|slot| slot.raft.is_leader())
+                .count() as u64,
             peers_silent: self.liveness.silent_peers().count() as u64,
             ..self.stats
         }
@@ -653,5 +600,8 @@ fn apply<M: StateMachine>(
 }
 
 mod requests;
+mod stats;
+
+pub use stats::ShardStats;
 #[cfg(test)]
 mod tests;

@@ -56,6 +56,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             applied_term: Term(0),
             ticking: false,
             dirty: false,
+            leading: false,
         };
         slot.touch(group, &mut self.ticking, &mut self.dirty);
         self.groups.insert(group, slot);

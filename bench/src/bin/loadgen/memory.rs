@@ -1,0 +1,74 @@
+//! Memory figures: the process's resident set (the three nodes share one process), and the
+//! cost of an idle group.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flotilla::Engine;
+use flotilla::runtime::{GroupId, KvMap};
+
+use crate::NODES;
+
+/// A field of /proc/self/status in bytes (`VmRSS`: resident now; `VmHWM`: peak).
+fn status_bytes(field: &str) -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .with_context(|| format!("no {field} in /proc/self/status"))?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("parsing {line:?}"))?;
+    Ok(kib * 1024)
+}
+
+/// Resident bytes now.
+pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
+    status_bytes("VmRSS:")
+}
+
+/// The peak resident bytes so far.
+pub(crate) fn peak_rss_bytes() -> anyhow::Result<u64> {
+    status_bytes("VmHWM:")
+}
+
+/// Creates `groups` groups on every node, waits until every one has a leader and every
+/// replica is quiesced, and returns (resident bytes before, after, replicas created).
+pub(crate) fn idle_groups(
+    engines: &[Engine<KvMap>],
+    groups: u64,
+) -> anyhow::Result<(u64, u64, u64)> {
+    // Let the allocator settle what starting the cluster took.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_bytes()?;
+    for engine in engines {
+        for group in 0..groups {
+            engine.create_group(GroupId(group), &NODES, KvMap::default())?;
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let totals: Vec<_> = engines.iter().map(|e| e.metrics().totals()).collect();
+        let leaders: u64 = totals.iter().map(|t| t.leaders).sum();
+        let quiesced: u64 = totals.iter().map(|t| t.groups_quiesced).sum();
+        eprint!(
+            "\r{:5.1} s: {leaders} of {groups} groups led, {quiesced} of {} replicas quiesced   ",
+            started.elapsed().as_secs_f64(),
+            3 * groups
+        );
+        if leaders == groups && quiesced == 3 * groups {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("the groups did not all elect and quiesce within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!();
+    std::thread::sleep(Duration::from_millis(500));
+    Ok((before, rss_bytes()?, 3 * groups))
+}
