@@ -43,9 +43,10 @@ pub struct Config {
     pub proposal_bytes_max: usize,
     /// At most this many committed entries handed out for apply in one `Ready`.
     pub apply_entries_max: usize,
-    /// Applied, durable entries beyond this many (counting from the newest) are evicted from
-    /// memory; a leader reads them back through the driver when a follower needs them
-    /// (`Ready::fetches`). A quiesced replica keeps only its last entry.
+    /// Applied, durable entries are evicted from memory once no follower is expected to
+    /// need them (followers and candidates keep none, a leader those some follower lacks);
+    /// beyond this many entries a leader evicts even those, and reads them back through the
+    /// driver when a follower needs them (`Ready::fetches`).
     pub log_cache_entries_max: usize,
     /// The same bound in entry bytes.
     pub log_cache_bytes_max: usize,

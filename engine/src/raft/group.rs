@@ -576,15 +576,25 @@ impl RaftGroup {
         self.evict_applied();
     }
 
-    /// Evicts applied, durable entries beyond the cache bounds (all but the last entry
-    /// when quiesced: nobody needs them soon).
+    /// Evicts applied, durable entries nobody is expected to need: on a leader, those every
+    /// follower already holds, and beyond the cache bounds even those a slow follower lacks
+    /// (they are fetched back for it); elsewhere all of them. An applied entry's data may pin
+    /// a whole receive buffer (payloads are slices of it), so none is kept without need.
     pub(crate) fn evict_applied(&mut self) {
-        if self.quiesced {
-            self.log.evict(1, 0);
+        let needed_from = if self.role == Role::Leader {
+            self.progress
+                .iter()
+                .map(|(_, pr)| pr.match_index.next())
+                .min()
+                .unwrap_or(LogIndex(u64::MAX))
         } else {
-            self.log
-                .evict(self.cfg.log_cache_entries_max, self.cfg.log_cache_bytes_max);
-        }
+            LogIndex(u64::MAX)
+        };
+        self.log.evict(
+            needed_from,
+            self.cfg.log_cache_entries_max,
+            self.cfg.log_cache_bytes_max,
+        );
     }
 
     /// Queues an outbound message, for now or for after the next persist: a message waits

@@ -11,7 +11,6 @@
 //! # Invariants
 //! - Entries are contiguous from `first_index` to `last_index`, with non-decreasing terms;
 //!   `[1, first_index)` is evicted, and holds only entries both applied and durable.
-//! - The last entry, if any, is held in memory.
 //! - `applied <= applying <= committed`, and `applying <= persisted` (only durable entries
 //!   are applied).
 //! - `persisted <= last_index` and `unstable_from <= last_index + 1`; every entry below
@@ -82,9 +81,15 @@ impl RaftLog {
         LogIndex(self.first_index.0 + self.entries.len() as u64 - 1)
     }
 
-    /// The term of the last entry (0 when empty; the last entry is never evicted).
+    /// The term of the last entry (0 when empty), in memory or evicted.
     pub(crate) fn last_term(&self) -> Term {
-        self.entries.back().map_or(Term(0), |entry| entry.term)
+        match self.entries.back() {
+            Some(entry) => entry.term,
+            None => self
+                .evicted
+                .term(self.first_index.prev())
+                .unwrap_or(Term(0)),
+        }
     }
 
     /// The first index held in memory; entries below it must be fetched from storage.
@@ -306,23 +311,35 @@ impl RaftLog {
         entries
     }
 
-    /// Drops applied, durable entries from the front of memory while more than
-    /// `entries_max` entries or `bytes_max` bytes are held, keeping the last entry. Returns
-    /// how many went.
-    pub(crate) fn evict(&mut self, entries_max: usize, bytes_max: usize) -> usize {
+    /// Drops applied, durable entries from the front of memory: those below `needed_from`
+    /// (nobody is expected to need them), and more while more than `entries_max` entries or
+    /// `bytes_max` bytes are held. Returns how many went.
+    pub(crate) fn evict(
+        &mut self,
+        needed_from: LogIndex,
+        entries_max: usize,
+        bytes_max: usize,
+    ) -> usize {
         let evictable = self.applied.min(self.persisted);
         let mut evicted = 0;
-        while self.entries.len() > 1
-            && (self.entries.len() > entries_max || self.bytes > bytes_max)
+        while !self.entries.is_empty()
             && self.first_index <= evictable
+            && (self.first_index < needed_from
+                || self.entries.len() > entries_max
+                || self.bytes > bytes_max)
         {
-            let entry = self.entries.pop_front().expect("more than one entry");
+            let entry = self.entries.pop_front().expect("not empty");
             self.bytes -= entry.size_bytes();
             self.evicted.push(entry.index, entry.term);
             self.first_index = self.first_index.next();
             evicted += 1;
         }
         evicted
+    }
+
+    /// Gives back the spare capacity of the in-memory entries.
+    pub(crate) fn shrink(&mut self) {
+        self.entries.shrink_to_fit();
     }
 
     /// Whether committed, durable entries wait to be handed out for apply.

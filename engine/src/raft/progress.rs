@@ -78,6 +78,11 @@ impl Progress {
         }
     }
 
+    /// Gives back the spare capacity of the in-flight window.
+    pub fn shrink(&mut self) {
+        self.inflights.shrink_to_fit();
+    }
+
     /// Whether the leader may not send another AppendEntries with entries now.
     #[must_use]
     pub fn is_paused(&self, inflight_messages_max: usize, inflight_bytes_max: usize) -> bool {

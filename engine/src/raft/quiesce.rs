@@ -126,7 +126,7 @@ impl RaftGroup {
         // that only rounds sent after waking can grant a new one.
         self.lease_until = 0;
         self.read_round_sent_ticks.clear();
-        self.evict_applied();
+        self.release_memory();
         assert!(
             !self.lease_valid(),
             "Lease safety: a quiesced leader holds a lease"
@@ -140,7 +140,24 @@ impl RaftGroup {
         self.log.commit_to(commit);
         self.quiesced = true;
         self.quiesced_round = quiesce.read_round;
+        self.release_memory();
+    }
+
+    /// A quiesced replica may stay idle for hours, among thousands: it drops every applied
+    /// entry from memory and gives back the spare capacity its busy days left in its
+    /// queues.
+    fn release_memory(&mut self) {
         self.evict_applied();
+        self.log.shrink();
+        self.unacknowledged.shrink_to_fit();
+        self.read_round_sent_ticks.shrink_to_fit();
+        self.reads_waiting_commit.shrink_to_fit();
+        self.reads_waiting_round.shrink_to_fit();
+        self.reads_waiting_apply.shrink_to_fit();
+        self.votes = Vec::new();
+        for (_, pr) in &mut self.progress {
+            pr.shrink();
+        }
     }
 
     /// The invariants of a quiesced replica (called under `strict`).

@@ -161,16 +161,22 @@ fn main() -> anyhow::Result<()> {
     let engines = Arc::new(start_cluster(dir.path())?);
     if let Some(groups) = args.idle_groups {
         eprintln!("loadgen: 3 nodes on loopback, {groups} idle groups per node");
-        let (before, after, replicas) = memory::idle_groups(&engines, groups)?;
-        let per_replica = after.saturating_sub(before) as f64 / replicas as f64;
+        let cost = memory::idle_groups(&engines, groups)?;
+        let per_replica =
+            |after: u64| after.saturating_sub(cost.before) as f64 / cost.replicas as f64;
         let figures: Figures = vec![
-            ("rss_before_mb", "RSS before MB", before as f64 / 1e6),
-            ("rss_after_mb", "RSS after MB", after as f64 / 1e6),
-            ("replicas", "replicas", replicas as f64),
+            ("rss_before_mb", "RSS before MB", cost.before as f64 / 1e6),
+            ("rss_after_mb", "RSS after MB", cost.after as f64 / 1e6),
+            ("replicas", "replicas", cost.replicas as f64),
             (
                 "bytes_per_idle_replica",
                 "bytes per idle replica",
-                per_replica,
+                per_replica(cost.after),
+            ),
+            (
+                "bytes_per_idle_replica_trimmed",
+                "same, allocator trimmed",
+                per_replica(cost.after_trimmed),
             ),
             (
                 "peak_rss_mb",

@@ -36,15 +36,34 @@ pub(crate) fn peak_rss_bytes() -> anyhow::Result<u64> {
     status_bytes("VmHWM:")
 }
 
+/// Resident bytes after asking the allocator to return its free memory to the system, so
+/// that what elections and messages allocated and freed is not counted.
+fn trimmed_rss_bytes() -> anyhow::Result<u64> {
+    // SAFETY: malloc_trim only releases free heap memory; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    rss_bytes()
+}
+
+/// What creating idle groups cost.
+pub(crate) struct IdleCost {
+    /// Resident bytes before the groups (after trimming).
+    pub(crate) before: u64,
+    /// Resident bytes once every replica is quiesced, as is.
+    pub(crate) after: u64,
+    /// The same, after trimming the allocator's free memory.
+    pub(crate) after_trimmed: u64,
+    /// Replicas created (groups × 3 nodes).
+    pub(crate) replicas: u64,
+}
+
 /// Creates `groups` groups on every node, waits until every one has a leader and every
-/// replica is quiesced, and returns (resident bytes before, after, replicas created).
-pub(crate) fn idle_groups(
-    engines: &[Engine<KvMap>],
-    groups: u64,
-) -> anyhow::Result<(u64, u64, u64)> {
+/// replica is quiesced, and measures the resident memory before and after.
+pub(crate) fn idle_groups(engines: &[Engine<KvMap>], groups: u64) -> anyhow::Result<IdleCost> {
     // Let the allocator settle what starting the cluster took.
     std::thread::sleep(Duration::from_millis(500));
-    let before = rss_bytes()?;
+    let before = trimmed_rss_bytes()?;
     for engine in engines {
         for group in 0..groups {
             engine.create_group(GroupId(group), &NODES, KvMap::default())?;
@@ -70,5 +89,11 @@ pub(crate) fn idle_groups(
     }
     eprintln!();
     std::thread::sleep(Duration::from_millis(500));
-    Ok((before, rss_bytes()?, 3 * groups))
+    let after = rss_bytes()?;
+    Ok(IdleCost {
+        before,
+        after,
+        after_trimmed: trimmed_rss_bytes()?,
+        replicas: 3 * groups,
+    })
 }

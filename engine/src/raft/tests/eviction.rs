@@ -94,8 +94,13 @@ fn a_quiesced_replica_keeps_only_its_last_entry() {
         assert!(node.is_quiesced());
         assert_eq!(
             node.log.first_index(),
-            node.status().last_index,
+            node.status().last_index.next(),
             "node {id}"
+        );
+        assert_eq!(
+            node.log.last_term(),
+            node.status().term,
+            "its last term is known"
         );
     }
 }
