@@ -5,12 +5,15 @@
 //! proposal first, exactly as the raft-rs harness must, so the two can be compared like for
 //! like. Figures and the command are in docs/BENCHMARKS.md.
 
+#[path = "support/raftrs_cluster.rs"]
+mod raftrs_cluster;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use flotilla_bench::flotilla_cluster::{FlotillaCluster, ProposalInput};
-use flotilla_bench::raftrs_cluster::RaftRsCluster;
+use raftrs_cluster::RaftRsCluster;
 
 /// Clusters are rebuilt (outside the timed part) once their logs hold this much, so memory
 /// stays bounded and page faults of an ever-growing log do not dominate: neither compacts its

@@ -9,11 +9,14 @@
 //! Defaults: batch 64, 21 pairs. Clusters are rebuilt outside the timed part every
 //! `LOG_BYTES_MAX` of log, as in `benches/raft_replication.rs`.
 
+#[path = "../benches/support/raftrs_cluster.rs"]
+mod raftrs_cluster;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flotilla_bench::flotilla_cluster::{FlotillaCluster, ProposalInput};
-use flotilla_bench::raftrs_cluster::RaftRsCluster;
+use raftrs_cluster::RaftRsCluster;
 
 const LOG_BYTES_MAX: u64 = 4 << 20;
 const INFLIGHT_MESSAGES_MAX: usize = 256;

@@ -9,9 +9,12 @@
 //!
 //! Arguments: `flotilla|flotilla-owned|raft-rs`, payload bytes, batch, rounds.
 
+#[path = "../benches/support/raftrs_cluster.rs"]
+mod raftrs_cluster;
+
 use anyhow::{Context, bail};
 use flotilla_bench::flotilla_cluster::{FlotillaCluster, ProposalInput};
-use flotilla_bench::raftrs_cluster::RaftRsCluster;
+use raftrs_cluster::RaftRsCluster;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

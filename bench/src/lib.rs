@@ -6,22 +6,22 @@
 //!   and the recovery-speed run. Figures and commands are in docs/BENCHMARKS.md.
 //!
 //! - `benches/raft_replication.rs`: Flotilla's Raft core against raft-rs, 3 in-memory
-//!   replicas each ([`flotilla_cluster`], [`raftrs_cluster`]).
+//!   replicas each ([`flotilla_cluster`] here, `benches/support/raftrs_cluster.rs` there,
+//!   so that raft-rs is a dev-dependency the demo does not build).
 //!
 //! - `benches/net_codec.rs`: the transport's encode and validate+access of message
 //!   batches; `src/bin/netbench.rs`: loopback throughput of the TCP transport against a
 //!   plain socket pair ([`append_batch`] builds their batches).
 //!
-//! - `src/bin/loadgen.rs`: the demo and throughput run: a 3-node cluster of `Engine`s in one
+//! - `src/bin/loadgen/`: the demo and throughput run: a 3-node cluster of `Engine`s in one
 //!   process on loopback, driven by client threads with proposals in flight.
 //!
-//! This library holds what the binaries and benches share: workload builders and the two
-//! in-memory clusters.
+//! This library holds what the binaries and benches share: workload builders and Flotilla's
+//! in-memory cluster.
 
 pub mod flotilla_cluster;
 mod net_workload;
 pub use net_workload::append_batch;
-pub mod raftrs_cluster;
 
 use flotilla_wal::{GroupId, LogIndex, Term, WriteBatch};
 

@@ -10,6 +10,8 @@
 //! messages, apply its committed entries and `advance_apply`. Nobody ticks: node 1 is made
 //! leader by `campaign` and stays leader.
 
+#![allow(dead_code, reason = "shared by a bench and two examples, each using a subset")]
+
 use std::collections::VecDeque;
 
 use anyhow::{anyhow, bail};
@@ -28,7 +30,7 @@ const LOG_ENTRY_OVERHEAD_BYTES: usize = 64;
 const MAX_ROUNDS: usize = 1_000_000;
 
 /// Three raft-rs replicas (ids 1, 2, 3) with node 1 as leader, and the in-flight messages.
-pub struct RaftRsCluster {
+pub(crate) struct RaftRsCluster {
     nodes: Vec<RawNode<MemStorage>>,
     queue: VecDeque<Message>,
     /// Normal (non-empty) entries applied so far, per node.
@@ -39,7 +41,7 @@ pub struct RaftRsCluster {
 impl RaftRsCluster {
     /// Three replicas (ids 1, 2, 3), node 1 campaigned and elected leader, the cluster settled
     /// (all messages delivered, no Ready pending).
-    pub fn new(max_inflight_msgs: usize, max_size_per_msg: u64) -> anyhow::Result<RaftRsCluster> {
+    pub(crate) fn new(max_inflight_msgs: usize, max_size_per_msg: u64) -> anyhow::Result<RaftRsCluster> {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut nodes = Vec::with_capacity(PEERS.len());
         for id in PEERS {
@@ -80,7 +82,7 @@ impl RaftRsCluster {
     /// until the leader has committed all of them and every replica has applied them; returns
     /// the number of entries committed by this call (== batch on success; error if a proposal
     /// is refused).
-    pub fn propose_and_commit(&mut self, batch: usize, payload: &[u8]) -> anyhow::Result<u64> {
+    pub(crate) fn propose_and_commit(&mut self, batch: usize, payload: &[u8]) -> anyhow::Result<u64> {
         let leader = &mut self.nodes[LEADER];
         let committed_before = leader.raft.raft_log.committed;
         // raft-rs at its best: the whole batch in one MsgPropose (one append, one message per
@@ -106,7 +108,7 @@ impl RaftRsCluster {
 
     /// About how many bytes of log the cluster holds (payload plus per-entry overhead), so the
     /// bench can rebuild the cluster before memory grows too large.
-    pub fn log_bytes(&self) -> u64 {
+    pub(crate) fn log_bytes(&self) -> u64 {
         self.log_bytes
     }
 
@@ -190,8 +192,10 @@ fn apply(entries: Vec<Entry>, applied: &mut u64) {
         .count() as u64;
 }
 
+// Run by `tests/raftrs_harness.rs`; in the bench (no test harness) the tests compile away.
 #[cfg(test)]
 mod tests {
+    #[allow(unused_imports, reason = "unused where no test harness runs the tests")]
     use super::*;
 
     #[test]
