@@ -10,7 +10,10 @@
 //! messages, apply its committed entries and `advance_apply`. Nobody ticks: node 1 is made
 //! leader by `campaign` and stays leader.
 
-#![allow(dead_code, reason = "shared by a bench and two examples, each using a subset")]
+#![allow(
+    dead_code,
+    reason = "shared by a bench and two examples, each using a subset"
+)]
 
 use std::collections::VecDeque;
 
@@ -41,7 +44,10 @@ pub(crate) struct RaftRsCluster {
 impl RaftRsCluster {
     /// Three replicas (ids 1, 2, 3), node 1 campaigned and elected leader, the cluster settled
     /// (all messages delivered, no Ready pending).
-    pub(crate) fn new(max_inflight_msgs: usize, max_size_per_msg: u64) -> anyhow::Result<RaftRsCluster> {
+    pub(crate) fn new(
+        max_inflight_msgs: usize,
+        max_size_per_msg: u64,
+    ) -> anyhow::Result<RaftRsCluster> {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut nodes = Vec::with_capacity(PEERS.len());
         for id in PEERS {
@@ -82,7 +88,11 @@ impl RaftRsCluster {
     /// until the leader has committed all of them and every replica has applied them; returns
     /// the number of entries committed by this call (== batch on success; error if a proposal
     /// is refused).
-    pub(crate) fn propose_and_commit(&mut self, batch: usize, payload: &[u8]) -> anyhow::Result<u64> {
+    pub(crate) fn propose_and_commit(
+        &mut self,
+        batch: usize,
+        payload: &[u8],
+    ) -> anyhow::Result<u64> {
         let leader = &mut self.nodes[LEADER];
         let committed_before = leader.raft.raft_log.committed;
         // raft-rs at its best: the whole batch in one MsgPropose (one append, one message per
