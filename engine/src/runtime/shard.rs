@@ -475,6 +475,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     pub fn stats(&self) -> ShardStats {
         ShardStats {
             wal_syncs: self.wal.stats().syncs,
+            wal_bytes: self.wal.stats().bytes,
             groups: self.groups.len() as u64,
             groups_quiesced: self
                 .groups

@@ -305,6 +305,11 @@ fn main() -> anyhow::Result<()> {
             entries / syncs.max(1.0),
         ),
         (
+            "bytes_per_record",
+            "bytes per WAL record",
+            delta(|s| s.wal_bytes) / records.max(1.0),
+        ),
+        (
             "sync_p50_us",
             "sync p50 µs",
             syncs_latency.value_at_quantile(0.5) as f64,

@@ -8,6 +8,8 @@ pub struct ShardStats {
     pub wal_records: u64,
     /// Entries written to the log.
     pub wal_entries: u64,
+    /// Record bytes written to the log (headers and padding included).
+    pub wal_bytes: u64,
     /// `fdatasync`s the log completed (one covers every record submitted before it).
     pub wal_syncs: u64,
     /// Frames handed to the transport.
@@ -46,6 +48,7 @@ impl ShardStats {
         let ShardStats {
             wal_records,
             wal_entries,
+            wal_bytes,
             wal_syncs,
             frames_sent,
             messages_sent,
@@ -64,6 +67,7 @@ impl ShardStats {
         } = *other;
         self.wal_records += wal_records;
         self.wal_entries += wal_entries;
+        self.wal_bytes += wal_bytes;
         self.wal_syncs += wal_syncs;
         self.frames_sent += frames_sent;
         self.messages_sent += messages_sent;
