@@ -130,6 +130,14 @@ impl Config {
         if self.apply_entries_max == 0 {
             return invalid("apply_entries_max", "must be at least 1");
         }
+        if self.quiesce_after_ticks > 0 && !(self.pre_vote && self.check_quorum) {
+            // A follower woken for no good reason campaigns while its leader sleeps: only a
+            // pre-vote round (answered by a leader it wakes) keeps it from deposing it.
+            return invalid(
+                "quiesce_after_ticks",
+                "needs pre_vote and check_quorum (a woken follower must not depose a quiesced leader)",
+            );
+        }
         Ok(())
     }
 }

@@ -383,6 +383,11 @@ impl RaftGroup {
         self.role = Role::Follower;
         self.leader = leader;
         self.votes.clear();
+        // A replica that changes term or role is not idle: it ticks again (a quiesced leader
+        // demoted by a late answer of a higher term would otherwise wait, leaderless, for a
+        // message that may never come).
+        self.quiesced = false;
+        self.idle_ticks = 0;
         self.election_elapsed = 0;
         self.reset_election_timeout();
         if was_leader {

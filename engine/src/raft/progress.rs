@@ -58,6 +58,10 @@ pub struct Progress {
     /// Entries for this follower are being read back from storage (`LogFetch`): nothing
     /// else is sent to it with entries until they arrive.
     pub fetch_pending: bool,
+    /// A fetch for this follower failed during this read round: the next waits for a
+    /// later round (a heartbeat interval), so that a log that cannot be read is not asked
+    /// again and again in one turn.
+    pub fetch_failed_round: Option<u64>,
 }
 
 impl Progress {
@@ -75,6 +79,7 @@ impl Progress {
             inflights: VecDeque::new(),
             inflight_bytes: 0,
             fetch_pending: false,
+            fetch_failed_round: None,
         }
     }
 

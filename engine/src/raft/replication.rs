@@ -202,7 +202,8 @@ impl RaftGroup {
         if next_index < self.log.first_index() {
             // The entries were evicted from memory: the driver reads them back, and
             // `on_fetched` sends them. One fetch at a time per follower.
-            if !pr.fetch_pending {
+            let failed_this_round = pr.fetch_failed_round == Some(self.read_round);
+            if !pr.fetch_pending && !failed_this_round {
                 self.progress[slot].1.fetch_pending = true;
                 let count = self.cfg.append_entries_max as u64;
                 let through = LogIndex(
@@ -245,7 +246,7 @@ impl RaftGroup {
         let prev_term = self
             .log
             .term(prev_index)
-            .expect("next_index - 1 is within the log (no compaction yet)");
+            .expect("next_index - 1 is within the log: its term is known even when evicted");
         let count = entries.len();
         let last_index = LogIndex(prev_index.0 + count as u64);
         let commit = self.log.committed;
@@ -282,18 +283,26 @@ impl RaftGroup {
         self.progress[slot].1.fetch_pending = false;
         // Log Matching: what goes out must be this log's entries, contiguous from
         // `fetch.from`, each with the term this log has at its index.
+        // Entries that do not match are a storage or driver bug: they are not sent, and the
+        // fetch counts as failed.
         let matches = entries.iter().enumerate().all(|(k, entry)| {
             entry.index.0 == fetch.from.0 + k as u64
                 && entry.index <= fetch.through
                 && self.log.term(entry.index) == Some(entry.term)
         });
-        assert!(
+        debug_assert!(
             matches,
             "Log Matching: the driver fetched entries that are not this log's"
         );
+        if entries.is_empty() || !matches {
+            // Retried after the next heartbeat round, not now.
+            self.progress[slot].1.fetch_failed_round = Some(self.read_round);
+            return;
+        }
+        self.progress[slot].1.fetch_failed_round = None;
         let pr = &self.progress[slot].1;
         let paused = pr.is_paused(self.cfg.inflight_messages_max, self.cfg.inflight_bytes_max);
-        if !entries.is_empty() && pr.next_index == fetch.from && !paused {
+        if pr.next_index == fetch.from && !paused {
             let bytes = entries.iter().map(Entry::size_bytes).sum();
             self.send_entries(slot, fetch.to, fetch.from, entries, bytes);
         }

@@ -253,9 +253,15 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     }
 
     /// Wakes every quiesced group whose leader is on `node`.
+    /// Also wakes the quiesced groups this node leads with `node` as a voter: if this node
+    /// is the one cut off, check-quorum then steps it down instead of it claiming to lead.
     fn wake_led_by(&mut self, node: NodeId) {
+        let this = self.config.id;
         for (&group, slot) in &mut self.groups {
-            if slot.raft.is_quiesced() && slot.raft.status().leader == Some(node) {
+            let leader = slot.raft.status().leader;
+            let led_by_silent = leader == Some(node);
+            let led_here_with_silent = leader == Some(this) && slot.raft.voters().contains(&node);
+            if slot.raft.is_quiesced() && (led_by_silent || led_here_with_silent) {
                 slot.raft.wake();
                 slot.touch(group, &mut self.ticking, &mut self.dirty);
             }
@@ -446,8 +452,10 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// exceed the transport's frame limit).
     fn flush(&mut self) {
         for (to, batch) in self.outbound.drain() {
-            self.liveness.sent(to);
-            send_split(&mut self.transport, NetNodeId(to.0), batch, &mut self.stats);
+            // Only a frame the transport took keeps the peer from seeing this node silent.
+            if send_split(&mut self.transport, NetNodeId(to.0), batch, &mut self.stats) {
+                self.liveness.sent(to);
+            }
         }
     }
 
@@ -532,20 +540,24 @@ fn submit_turn(
     Ok(())
 }
 
-/// Sends `batch` to `to`, halving it until each part fits a frame.
+/// Sends `batch` to `to`, halving it until each part fits a frame. Returns whether the
+/// transport took any of it.
 fn send_split<T: Transport>(
     transport: &mut T,
     to: NetNodeId,
     mut batch: flotilla_net::MessageBatch,
     stats: &mut ShardStats,
-) {
+) -> bool {
     match transport.try_send(to, &batch) {
-        Ok(_) => stats.frames_sent += 1,
+        Ok(_) => {
+            stats.frames_sent += 1;
+            true
+        }
         Err(SendError::TooLarge { .. }) if batch.messages.len() > 1 => {
             let mut second = flotilla_net::MessageBatch::new(batch.from, batch.to);
             second.messages = batch.messages.split_off(batch.messages.len() / 2);
-            send_split(transport, to, batch, stats);
-            send_split(transport, to, second, stats);
+            let first_sent = send_split(transport, to, batch, stats);
+            send_split(transport, to, second, stats) || first_sent
         }
         // Back-pressure, an unreachable node, a transport shutting down, or a single
         // message over the frame limit (the core bounds one append's bytes below it): the
@@ -553,6 +565,7 @@ fn send_split<T: Transport>(
         Err(error) => {
             debug_assert!(!matches!(error, SendError::Misaddressed { .. }), "{error}");
             stats.frames_refused += 1;
+            false
         }
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Network {
     pub(crate) read_states: Vec<(NodeId, crate::raft::ReadState)>,
     /// Messages for which this returns true are dropped.
     pub(crate) drop_if: Option<DropFilter>,
+    /// Fetches of evicted entries fail (the driver's storage cannot read them).
+    pub(crate) fetches_fail: bool,
     configure: fn(&mut Config),
 }
 
@@ -64,6 +66,7 @@ impl Network {
             delivered: Vec::new(),
             read_states: Vec::new(),
             drop_if: None,
+            fetches_fail: false,
             configure,
         };
         for &id in &voters {
@@ -158,6 +161,10 @@ impl Network {
             self.queue.extend(ready.persisted_messages);
             // Evicted entries come back from the disk, as a driver reads its log.
             for fetch in ready.fetches {
+                if self.fetches_fail {
+                    node.on_fetched(fetch, Vec::new());
+                    continue;
+                }
                 let fetched = disk
                     .entries
                     .iter()

@@ -121,3 +121,31 @@ fn a_follower_that_missed_the_quiesce_wakes_the_leader_instead_of_deposing_it() 
     network.tick_all(20);
     assert!(all_quiesced(&mut network), "and the group quiesces again");
 }
+
+#[test]
+fn a_quiesced_leader_demoted_by_a_late_answer_ticks_again() {
+    let mut network = quiescing();
+    network.tick_all(20);
+    assert!(network.node(1).is_quiesced());
+    let term = network.node(1).status().term;
+    // A refused pre-vote answer of a higher term: it does not wake, but the term rule
+    // makes the leader a follower, which must run its election timer again.
+    network
+        .node(1)
+        .step(crate::raft::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: crate::raft::Term(term.0 + 1),
+            body: MessageBody::VoteResponse(crate::raft::VoteResponse {
+                kind: crate::raft::VoteKind::Vote,
+                granted: false,
+            }),
+        })
+        .expect("taken");
+    let status = network.node(1).status();
+    assert_eq!(status.role, Role::Follower);
+    assert!(
+        !network.node(1).is_quiesced(),
+        "a demoted leader is not quiesced"
+    );
+}
