@@ -9,8 +9,8 @@
 
 use crate::raft::{
     AppendEntries, AppendResponse, Config, ConflictHint, Entry, EntryKind, Heartbeat,
-    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Quiesce, RaftGroup, ReadMode, Ready,
-    RestoredState, Term, VoteKind, VoteRequest, VoteResponse,
+    HeartbeatResponse, LogFetch, LogIndex, Message, MessageBody, NodeId, Quiesce, RaftGroup,
+    ReadMode, Ready, RestoredState, Term, VoteKind, VoteRequest, VoteResponse,
 };
 
 /// Reads the input a byte at a time; zeros once it is exhausted.
@@ -215,6 +215,17 @@ pub fn drive(data: &[u8]) -> usize {
     taken
 }
 
+/// What a driver whose durable log is `disk` (contiguous from index 1) answers to
+/// `fetch`: the entries of its range. Shared by the test drivers (this one, the unit tests'
+/// network, the simulator).
+#[must_use]
+pub fn answer_fetch(disk: &[Entry], fetch: LogFetch) -> Vec<Entry> {
+    disk.iter()
+        .filter(|entry| entry.index >= fetch.from && entry.index <= fetch.through)
+        .cloned()
+        .collect()
+}
+
 /// Reports Readies durable, in order (their entries land on `disk`), their committed
 /// entries applied and their fetches answered from `disk`.
 fn acknowledge(
@@ -232,12 +243,7 @@ fn acknowledge(
             replica.on_applied(last.index);
         }
         for fetch in ready.fetches {
-            let fetched = disk
-                .iter()
-                .filter(|entry| entry.index >= fetch.from && entry.index <= fetch.through)
-                .cloned()
-                .collect();
-            replica.on_fetched(fetch, fetched);
+            replica.on_fetched(fetch, answer_fetch(disk, fetch));
         }
     }
 }

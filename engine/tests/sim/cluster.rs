@@ -601,12 +601,7 @@ impl Simulation {
             for fetch in ready.fetches {
                 self.totals.fetches += 1;
                 let replica = &mut self.nodes[node].replicas[group];
-                let fetched = replica
-                    .disk_entries
-                    .iter()
-                    .filter(|entry| entry.index >= fetch.from && entry.index <= fetch.through)
-                    .cloned()
-                    .collect();
+                let fetched = flotilla::raft::fuzzing::answer_fetch(&replica.disk_entries, fetch);
                 replica.raft.on_fetched(fetch, fetched);
             }
             let election_timeout_us = u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;

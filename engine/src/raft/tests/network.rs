@@ -165,13 +165,10 @@ impl Network {
                     node.on_fetched(fetch, Vec::new());
                     continue;
                 }
-                let fetched = disk
-                    .entries
-                    .iter()
-                    .filter(|entry| entry.index >= fetch.from && entry.index <= fetch.through)
-                    .cloned()
-                    .collect();
-                node.on_fetched(fetch, fetched);
+                node.on_fetched(
+                    fetch,
+                    crate::raft::fuzzing::answer_fetch(&disk.entries, fetch),
+                );
             }
             self.read_states
                 .extend(ready.read_states.into_iter().map(|read| (id, read)));
