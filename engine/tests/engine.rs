@@ -109,8 +109,9 @@ fn bad_requests_get_typed_errors() {
         engines[0].propose_blocking(GroupId(77), b"x".to_vec()),
         Err(RequestError::GroupNotFound(GroupId(77)))
     );
+    // Members that leave this node out (no members at all is a replica joining a group).
     assert!(matches!(
-        engines[0].create_group(GroupId(2), &[], KvMap::default()),
+        engines[0].create_group(GroupId(2), &[NodeId(7), NodeId(8)], KvMap::default()),
         Err(RequestError::InvalidGroup(_))
     ));
     propose(&engines, GroupId(1), &KvMap::set_command(b"k", b"v"));

@@ -61,7 +61,7 @@ impl MessageBatch {
     /// 32-bit relative pointers could not even express one beyond 2 GiB).
     pub fn encoded_bytes_lower_bound(&self) -> usize {
         const BATCH: usize = 40;
-        const MESSAGE: usize = 80;
+        const MESSAGE: usize = 72;
         const ENTRY: usize = 32;
         const HEARTBEAT: usize = 32;
         const HEARTBEAT_RESPONSE: usize = 24;
@@ -75,10 +75,9 @@ impl MessageBatch {
                             .iter()
                             .map(|entry| ENTRY.saturating_add(entry.data.len()))
                             .fold(0, usize::saturating_add),
-                        MessageBody::SnapshotChunk(chunk) => chunk
-                            .data
-                            .len()
-                            .saturating_add(8 * (chunk.voters.len() + chunk.learners.len())),
+                        MessageBody::SnapshotChunk(chunk) => {
+                            chunk.data.len().saturating_add(chunk.configuration.len())
+                        }
                         _ => 0,
                     }
             })
@@ -215,6 +214,13 @@ mod message_body {
             /// The leader's latest read round.
             read_round: u64,
         },
+        /// Any replica → leader: its state machine's hash after applying a verify entry.
+        VerifyReport {
+            /// The verify entry's index.
+            index: u64,
+            /// The hash.
+            hash: u64,
+        },
     }
 }
 
@@ -243,6 +249,8 @@ pub enum WireEntryKind {
     Noop,
     /// A membership configuration change.
     Config,
+    /// A consistency check.
+    Verify,
 }
 
 /// One piece of a snapshot, streamed in order.
@@ -253,10 +261,9 @@ pub struct SnapshotChunk {
     pub snapshot_index: u64,
     /// The term of that index.
     pub snapshot_term: u64,
-    /// The voters of the configuration in force at `snapshot_index`.
-    pub voters: Vec<u64>,
-    /// The learners of that configuration.
-    pub learners: Vec<u64>,
+    /// The configuration in force at `snapshot_index`, encoded as in a configuration entry
+    /// (docs/FORMATS.md, "Membership configuration").
+    pub configuration: Bytes,
     /// Byte offset of `data` in the snapshot.
     pub offset: u64,
     /// The snapshot's total length in bytes.
@@ -294,10 +301,10 @@ pub struct GroupHeartbeatResponse {
 // Layout facts documented in docs/FORMATS.md ("Message batch"): a change here is a change
 // of the wire format.
 const _: () = assert!(size_of::<ArchivedMessageBatch>() == 40);
-const _: () = assert!(size_of::<ArchivedGroupMessage>() == 80);
-const _: () = assert!(size_of::<ArchivedMessageBody>() == 64);
+const _: () = assert!(size_of::<ArchivedGroupMessage>() == 72);
+const _: () = assert!(size_of::<ArchivedMessageBody>() == 56);
 const _: () = assert!(size_of::<ArchivedWireEntry>() == 32);
-const _: () = assert!(size_of::<ArchivedSnapshotChunk>() == 56);
+const _: () = assert!(size_of::<ArchivedSnapshotChunk>() == 48);
 const _: () = assert!(size_of::<ArchivedGroupHeartbeat>() == 32);
 const _: () = assert!(size_of::<ArchivedGroupHeartbeatResponse>() == 24);
 const _: () = assert!(align_of::<ArchivedMessageBatch>() == 8);

@@ -22,7 +22,7 @@ const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(16));
 pub const FRAME_MAGIC: [u8; 4] = *b"FLTN";
 
 /// The wire format version this build speaks (header layout, handshake and message schema).
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// The largest body any build accepts, whatever the configuration says (64 MiB).
 pub const FRAME_BODY_BYTES_LIMIT: u32 = 64 << 20;
@@ -98,7 +98,7 @@ impl FrameHeader {
         out[0..4].copy_from_slice(&FRAME_MAGIC);
         out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         out[6] = self.kind as u8;
-        out[7] = 0; // flags: none defined in version 1
+        out[7] = 0; // flags: none defined in versions 1 and 2
         out[8..12].copy_from_slice(&self.body_bytes.to_le_bytes());
         out[12..16].copy_from_slice(&self.body_crc.to_le_bytes());
         out[16..24].copy_from_slice(&self.seq.to_le_bytes());

@@ -75,7 +75,8 @@ fn walk(frame: &ReceivedFrame) -> usize {
                 }
             }
             ArchivedMessageBody::SnapshotChunk(chunk) => {
-                seen += frame.slice_of(chunk.data.as_slice()).len() + chunk.voters.len();
+                seen += frame.slice_of(chunk.data.as_slice()).len()
+                    + frame.slice_of(chunk.configuration.as_slice()).len();
             }
             _ => seen += 1,
         }

@@ -57,8 +57,7 @@ fn seeds() -> Vec<Vec<u8>> {
         MessageBody::SnapshotChunk(SnapshotChunk {
             snapshot_index: 9,
             snapshot_term: 2,
-            voters: vec![1, 2],
-            learners: vec![],
+            configuration: bytes::Bytes::from_static(&[1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
             offset: 0,
             total_bytes: 5,
             data: bytes::Bytes::from_static(b"state"),

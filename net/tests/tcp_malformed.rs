@@ -204,7 +204,7 @@ fn every_malformed_input_closes_only_its_connection() {
 
         // A hello in another format version: refused with the reason, then closed.
         let hello = Hello {
-            version: 2,
+            version: 9,
             ..Hello::new(CLUSTER, NodeId(3), 0)
         };
         let reply = attack(addr, false, frame(FrameKind::Hello, 0, &hello.encode())).await;
@@ -212,7 +212,7 @@ fn every_malformed_input_closes_only_its_connection() {
         assert!(
             matches!(
                 error,
-                ConnectionError::Handshake(HandshakeError::VersionMismatch { found: 2, .. })
+                ConnectionError::Handshake(HandshakeError::VersionMismatch { found: 9, .. })
             ),
             "{error}"
         );

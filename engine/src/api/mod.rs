@@ -15,7 +15,7 @@ mod builder;
 
 use std::net::SocketAddr;
 
-use crate::raft::{NodeId, ReadMode, Status};
+use crate::raft::{Configuration, MembershipChange, NodeId, ReadMode, Status, Verification};
 use hdrhistogram::Histogram;
 
 use crate::runtime::executor::Command;
@@ -58,6 +58,10 @@ pub enum RequestError {
     /// The proposal's entry was replaced by a later leader's: it was not applied.
     #[error("the proposal was superseded by a new leader and not applied")]
     Superseded,
+    /// This node's replica was removed from the group before the proposal was decided
+    /// here: the outcome is unknown (the group may still have committed it).
+    #[error("this node left the group before the proposal was decided; outcome unknown")]
+    Removed,
     /// The group refused the proposal for another reason (transfer in progress, stopping).
     #[error("refused: {0}")]
     Refused(String),
@@ -167,8 +171,11 @@ impl<M: StateMachine + 'static> Engine<M> {
     }
 
     /// Creates this node's replica of `group` with `members` (including this node), restored
-    /// from the log if the group was here before. `machine` must be empty: the group's
-    /// committed log is applied to it again from index 1 (snapshots arrive with issue 6).
+    /// from the log if the group was here before. With no `members`, the replica *joins* a
+    /// running group: it learns its configuration from the leader's log, and the leader
+    /// adds it ([`Engine::add_voter`]); re-create a joined replica with no members too.
+    /// `machine` must be empty: the group's committed log is applied to it again from
+    /// index 1 (the engine does not snapshot its state machines yet).
     pub fn create_group(
         &self,
         group: GroupId,
@@ -270,6 +277,63 @@ impl<M: StateMachine + 'static> Engine<M> {
         self.ask(group, |reply| Command::TransferLeader { group, to, reply })
             .wait()
             .unwrap_or(Err(RequestError::Shutdown))
+    }
+
+    /// Changes `group`'s membership (this node must lead it): all `changes` at once,
+    /// through the joint configuration when the voters change (docs/ARCHITECTURE.md,
+    /// "Membership changes"). Answers once the configuration entry is applied on this node;
+    /// the group leaves the joint configuration by itself right after. One change at a
+    /// time: another in flight is refused. To add a voter, prefer [`Engine::add_voter`].
+    pub fn change_membership(
+        &self,
+        group: GroupId,
+        changes: Vec<MembershipChange>,
+    ) -> Result<(), RequestError> {
+        self.ask(group, |reply| Command::ChangeMembership {
+            group,
+            changes,
+            reply,
+        })
+        .wait()
+        .unwrap_or(Err(RequestError::Shutdown))
+        .map(|_| ())
+    }
+
+    /// Adds `node` to `group` as a voter, safely: it joins as a learner and this node (the
+    /// leader) promotes it once its log is within `Config::learner_catch_up_lag_entries`.
+    /// Returns once the learner is added; [`Engine::configuration`] shows the promotion. The
+    /// node must run a replica of the group, created with no members (it joins).
+    pub fn add_voter(&self, group: GroupId, node: NodeId) -> Result<(), RequestError> {
+        self.ask(group, |reply| Command::AddVoter { group, node, reply })
+            .wait()
+            .unwrap_or(Err(RequestError::Shutdown))
+    }
+
+    /// The membership configuration in force on this node's replica of `group`.
+    pub fn configuration(&self, group: GroupId) -> Result<Configuration, RequestError> {
+        self.ask(group, |reply| Command::Configuration { group, reply })
+            .wait()
+            .ok_or(RequestError::Shutdown)?
+            .ok_or(RequestError::GroupNotFound(group))
+    }
+
+    /// Checks that `group`'s replicas agree (this node must lead it): a verify entry goes
+    /// through the log, every replica hashes its state machine when it applies it
+    /// (`StateMachine::state_hash`), and the answer is `Consistent` or `Divergent` with
+    /// each node's hash. A replica that does not answer within
+    /// `Config::verify_timeout_ticks` is left out.
+    pub fn verify(&self, group: GroupId) -> Answer<Verification> {
+        Answer(self.ask(group, |reply| Command::Verify { group, reply }))
+    }
+
+    /// Changes this node's state machine of `group` outside the log, making the replica
+    /// diverge: a hook for testing consistency verification, never for real use.
+    #[doc(hidden)]
+    pub fn corrupt_for_tests(&self, group: GroupId, corrupt: impl FnOnce(&mut M) + Send + 'static) {
+        let _sent = self.shard_of(group).commands.send(Command::Corrupt {
+            group,
+            corrupt: Box::new(corrupt),
+        });
     }
 
     /// Role, term, leader, commit and applied index of this node's replica of `group`.

@@ -59,6 +59,17 @@ pub struct Config {
     ///
     /// [`RaftGroup::wake`]: crate::raft::RaftGroup::wake
     pub quiesce_after_ticks: u32,
+    /// `compact(index)` keeps this many entries before `index` in the log, so that
+    /// followers a little behind get entries rather than a whole snapshot.
+    pub compaction_tail_entries: usize,
+    /// At most this many snapshot bytes in one InstallSnapshot message.
+    pub snapshot_chunk_bytes_max: usize,
+    /// `add_voter` promotes a learner once its log is within this many entries of the
+    /// leader's.
+    pub learner_catch_up_lag_entries: usize,
+    /// A verification (`propose_verify`) reports with the hashes it has after this many
+    /// ticks, even if some replica has not answered.
+    pub verify_timeout_ticks: u32,
     /// Seeds the replica's random election timeouts; give each replica a different one.
     pub seed: u64,
 }
@@ -89,6 +100,10 @@ impl Config {
             log_cache_entries_max: 1024,
             log_cache_bytes_max: 1 << 20,
             quiesce_after_ticks: 0,
+            compaction_tail_entries: 1024,
+            snapshot_chunk_bytes_max: 1 << 20,
+            learner_catch_up_lag_entries: 64,
+            verify_timeout_ticks: 2 * ELECTION_TIMEOUT_TICKS_DEFAULT,
             seed,
         }
     }
@@ -126,6 +141,12 @@ impl Config {
         }
         if self.append_bytes_max == 0 {
             return invalid("append_bytes_max", "must be at least 1");
+        }
+        if self.snapshot_chunk_bytes_max == 0 {
+            return invalid("snapshot_chunk_bytes_max", "must be at least 1");
+        }
+        if self.verify_timeout_ticks == 0 {
+            return invalid("verify_timeout_ticks", "must be at least 1");
         }
         if self.apply_entries_max == 0 {
             return invalid("apply_entries_max", "must be at least 1");

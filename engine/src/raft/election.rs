@@ -3,6 +3,7 @@
 
 use crate::raft::error::StepError;
 use crate::raft::group::RaftGroup;
+use crate::raft::membership::entry_configuration;
 use crate::raft::message::{
     AppendResponse, ConflictHint, Message, MessageBody, VoteKind, VoteRequest, VoteResponse,
 };
@@ -10,6 +11,7 @@ use crate::raft::payload::Payload;
 use crate::raft::progress::Progress;
 use crate::raft::quorum::VoteResult;
 use crate::raft::ready::Role;
+use crate::raft::snapshot::validate_install;
 use crate::raft::types::{Entry, EntryKind, LogIndex, NodeId, TERM_MAX, Term};
 
 impl RaftGroup {
@@ -17,8 +19,8 @@ impl RaftGroup {
     /// as Raft prescribes (ignored or answered) and return `Ok`.
     ///
     /// # Errors
-    /// The message is for another node, from a node outside the group, or malformed in
-    /// meaning; it was not taken and nothing changed.
+    /// The message is for another node, from this node itself, or malformed in meaning; it
+    /// was not taken and nothing changed.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         self.validate(&message)?;
         if self.woken_by(&message) {
@@ -37,7 +39,10 @@ impl RaftGroup {
                 this: self.id,
             });
         }
-        if message.from == self.id || !self.configuration.contains(message.from) {
+        // Messages from outside the configuration are taken: this replica may be joining
+        // and not know its configuration yet, or not know the newest (thesis §4.1: a
+        // server processes requests from servers outside its configuration).
+        if message.from == self.id {
             return Err(StepError::UnknownPeer(message.from));
         }
         let malformed = |reason| {
@@ -74,12 +79,20 @@ impl RaftGroup {
                     if entry.term < previous_term || entry.term > message.term {
                         return malformed("entry terms out of order or above the message term");
                     }
+                    if entry_configuration(entry).is_err() {
+                        return malformed("a configuration entry that does not decode");
+                    }
                     expected = expected.next();
                     previous_term = entry.term;
                 }
             }
             MessageBody::RequestVote(request) if request.last_term > message.term => {
                 return malformed("last_term above the message term");
+            }
+            MessageBody::InstallSnapshot(chunk) => {
+                if let Err(reason) = validate_install(chunk, message.term) {
+                    return malformed(reason);
+                }
             }
             _ => {}
         }
@@ -109,7 +122,8 @@ impl RaftGroup {
                 }
                 MessageBody::AppendEntries(_)
                 | MessageBody::Heartbeat(_)
-                | MessageBody::Quiesce(_) => {
+                | MessageBody::Quiesce(_)
+                | MessageBody::InstallSnapshot(_) => {
                     // Figure 2, all servers: a higher term makes us a follower (of its sender,
                     // which can only be the leader of that term).
                     self.become_follower(message.term, Some(message.from));
@@ -120,7 +134,8 @@ impl RaftGroup {
             match &message.body {
                 MessageBody::AppendEntries(_)
                 | MessageBody::Heartbeat(_)
-                | MessageBody::Quiesce(_) => {
+                | MessageBody::Quiesce(_)
+                | MessageBody::InstallSnapshot(_) => {
                     // Figure 2, AppendEntries rule 1: reply false to a stale term. The stale
                     // leader (for instance one that was partitioned) learns the newer term from
                     // our answer and steps down.
@@ -240,15 +255,22 @@ impl RaftGroup {
                 self.leader = Some(from);
                 self.handle_quiesce(quiesce);
             }
+            MessageBody::InstallSnapshot(chunk) => {
+                self.election_elapsed = 0;
+                self.leader = Some(from);
+                self.handle_install_snapshot(from, term, chunk);
+            }
             MessageBody::TimeoutNow => {
                 // Thesis §3.10: the leader wants us to take over; campaign at once, skipping
                 // pre-vote, and tell voters to ignore their leases.
-                if self.configuration.contains(self.id) {
+                if self.configs.current().is_voter(self.id) {
                     self.campaign(true);
                 }
             }
             // Responses meant for a leader or candidate we no longer are.
-            MessageBody::AppendResponse(_)
+            MessageBody::SnapshotResponse(_)
+            | MessageBody::VerifyReport(_)
+            | MessageBody::AppendResponse(_)
             | MessageBody::VoteResponse(_)
             | MessageBody::HeartbeatResponse(_)
             | MessageBody::RequestVote(_) => {}
@@ -262,7 +284,10 @@ impl RaftGroup {
         body: MessageBody,
     ) -> Result<(), StepError> {
         match body {
-            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) | MessageBody::Quiesce(_) => {
+            MessageBody::AppendEntries(_)
+            | MessageBody::Heartbeat(_)
+            | MessageBody::Quiesce(_)
+            | MessageBody::InstallSnapshot(_) => {
                 // Figure 2, candidates: AppendEntries from the leader of our term (or a
                 // higher one) makes us its follower.
                 self.become_follower(term, Some(from));
@@ -286,6 +311,8 @@ impl RaftGroup {
             }
             MessageBody::AppendResponse(_)
             | MessageBody::HeartbeatResponse(_)
+            | MessageBody::SnapshotResponse(_)
+            | MessageBody::VerifyReport(_)
             | MessageBody::TimeoutNow
             | MessageBody::RequestVote(_) => {}
         }
@@ -295,7 +322,9 @@ impl RaftGroup {
     /// Counts the votes: win (pre-vote: go on to the real election), lose, or keep waiting.
     fn progress_election(&mut self) {
         let votes = &self.votes;
-        match self.configuration.vote_result(|voter| {
+        // Only voters of the configuration in force count, of both sets when joint: a
+        // learner's or a stranger's answer is recorded but never counted.
+        match self.configs.current().vote_result(|voter| {
             votes
                 .iter()
                 .find(|(id, _)| *id == voter)
@@ -356,12 +385,11 @@ impl RaftGroup {
             last_term: self.log.last_term(),
             transfer,
         };
-        let voters: Vec<NodeId> = self
-            .configuration
-            .voters()
-            .iter()
-            .copied()
-            .filter(|&voter| voter != self.id)
+        let configuration = self.configs.current();
+        let voters: Vec<NodeId> = configuration
+            .members()
+            .into_iter()
+            .filter(|&voter| voter != self.id && configuration.is_voter(voter))
             .collect();
         for voter in voters {
             self.send(voter, term, MessageBody::RequestVote(request));
@@ -404,6 +432,8 @@ impl RaftGroup {
         self.lease_until = 0;
         self.timeout_now_sent = false;
         self.read_round_sent_ticks.clear();
+        self.promotions_pending.clear();
+        self.verify_rounds.clear();
         self.fail_pending_reads();
     }
 
@@ -424,13 +454,14 @@ impl RaftGroup {
         self.heartbeat_elapsed = 0;
         let next_index = self.log.last_index().next();
         self.commit_broadcast = self.log.committed;
+        // Every member but this leader gets a progress: voters of both sets and learners.
         self.progress = self
-            .configuration
-            .voters()
-            .iter()
-            .copied()
-            .filter(|&voter| voter != self.id)
-            .map(|voter| (voter, Progress::new(next_index)))
+            .configs
+            .current()
+            .members()
+            .into_iter()
+            .filter(|&member| member != self.id)
+            .map(|member| (member, Progress::new(next_index)))
             .collect();
         let noop = Entry {
             index: next_index,

@@ -1,7 +1,7 @@
 //! The errors a group returns as values: refused proposals, reads and transfers, and
 //! messages it will not take. None of them is a bug; bugs are assertions.
 
-use crate::raft::types::NodeId;
+use crate::raft::types::{LogIndex, NodeId};
 
 /// Why a proposal was refused. Nothing was appended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +65,27 @@ pub enum TransferError {
     GroupStopping,
 }
 
+/// Why `RaftGroup::compact` refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompactError {
+    /// The index is not applied yet: a snapshot holds only applied state.
+    #[error("cannot compact through {index}: applied only through {applied}")]
+    NotApplied {
+        /// The index asked for.
+        index: LogIndex,
+        /// The applied index.
+        applied: LogIndex,
+    },
+    /// The index is older than the snapshot or compaction the group already has.
+    #[error("cannot compact through {index}: already at {snapshot}")]
+    Stale {
+        /// The index asked for.
+        index: LogIndex,
+        /// The current snapshot's (or the log base's) index.
+        snapshot: LogIndex,
+    },
+}
+
 /// Why `RaftGroup::step` did not take a message. Stale messages (an old term, a duplicate, a
 /// late response) are not errors: Raft ignores or answers them, and `step` returns `Ok`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -77,8 +98,9 @@ pub enum StepError {
         /// This node.
         this: NodeId,
     },
-    /// The sender is not a member of this group (or is this node itself).
-    #[error("message from {0}, which is not a peer in this group")]
+    /// The sender is this node itself. (Messages from nodes outside the configuration are
+    /// taken: a replica may not know its configuration yet, or not the newest.)
+    #[error("message from {0}, which is this node itself")]
     UnknownPeer(NodeId),
     /// The message contradicts itself or the protocol (entries not contiguous, an entry
     /// term above the message term, a second leader in one term).

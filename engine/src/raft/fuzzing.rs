@@ -1,16 +1,19 @@
 //! The entry point of the `raft_step` fuzz target and of its corpus replay: one replica of a
 //! 3-voter group driven by inputs decoded from arbitrary bytes — messages of every kind
-//! (well-formed, stale, duplicated, from strangers, with absurd terms and indexes), ticks,
-//! proposals, reads, transfers, and persistence acknowledged in order, late or not at all.
+//! (well-formed, stale, duplicated, from strangers, with absurd terms and indexes; snapshot
+//! chunks and configuration entries among them), ticks, proposals, reads, transfers,
+//! membership changes, verifications, compactions, and persistence acknowledged in order,
+//! late or not at all.
 //!
 //! The replica must never panic: a message is either taken or refused with a `StepError`,
 //! and (under the `strict` feature, on in tests) its invariants hold after every input.
 //! **Boundary:** no I/O, no state kept between calls.
 
 use crate::raft::{
-    AppendEntries, AppendResponse, Config, ConflictHint, Entry, EntryKind, Heartbeat,
-    HeartbeatResponse, LogFetch, LogIndex, Message, MessageBody, NodeId, Quiesce, RaftGroup,
-    ReadMode, Ready, RestoredState, Term, VoteKind, VoteRequest, VoteResponse,
+    AppendEntries, AppendResponse, Config, Configuration, ConflictHint, Entry, EntryKind,
+    Heartbeat, HeartbeatResponse, InstallSnapshot, LogFetch, LogIndex, MembershipChange, Message,
+    MessageBody, NodeId, Quiesce, RaftGroup, ReadMode, Ready, RestoredState, SnapshotChunkData,
+    SnapshotMeta, SnapshotResponse, Term, VerifyReport, VoteKind, VoteRequest, VoteResponse,
 };
 
 /// Reads the input a byte at a time; zeros once it is exhausted.
@@ -61,14 +64,34 @@ impl Input<'_> {
                     LogIndex(self.number())
                 },
                 term: Term(if contiguous { term } else { self.number() }),
-                kind: if self.one_in(2) {
-                    EntryKind::Normal
-                } else {
-                    EntryKind::Noop
+                kind: match self.byte() % 8 {
+                    0..=3 => EntryKind::Normal,
+                    4 | 5 => EntryKind::Noop,
+                    6 => EntryKind::Verify,
+                    _ => EntryKind::Configuration,
                 },
-                data: vec![self.byte(); usize::from(self.byte() % 40)].into(),
+                data: match self.byte() % 4 {
+                    0 => self.configuration().encode().into(),
+                    _ => vec![self.byte(); usize::from(self.byte() % 40)].into(),
+                },
             })
             .collect()
+    }
+
+    /// A configuration over nodes 1–5, possibly joint, with learners; valid or not.
+    fn configuration(&mut self) -> Configuration {
+        let mut sets: [Vec<NodeId>; 3] = Default::default();
+        for set in &mut sets {
+            let bits = self.byte();
+            *set = (1..=5u64)
+                .filter(|k| bits & (1 << k) != 0)
+                .map(NodeId)
+                .collect();
+        }
+        let [voters, outgoing, learners] = sets;
+        Configuration::with_sets(&voters, &outgoing, &learners).unwrap_or_else(|_| {
+            Configuration::new(&[NodeId(1), NodeId(2), NodeId(3)]).expect("voters")
+        })
     }
 
     fn message(&mut self) -> Message {
@@ -79,7 +102,7 @@ impl Input<'_> {
             NodeId(1)
         };
         let term = self.number();
-        let body = match self.byte() % 9 {
+        let body = match self.byte() % 12 {
             0 => {
                 let prev_index = LogIndex(self.number());
                 let prev_term = Term(self.number().min(term));
@@ -130,6 +153,27 @@ impl Input<'_> {
                 commit: LogIndex(self.number()),
                 read_round: self.number(),
             }),
+            8 => {
+                let total_bytes = self.number();
+                MessageBody::InstallSnapshot(InstallSnapshot {
+                    meta: SnapshotMeta {
+                        index: LogIndex(self.number()),
+                        term: Term(self.number().min(term)),
+                        configuration: self.configuration(),
+                    },
+                    offset: self.number().min(total_bytes),
+                    total_bytes,
+                    data: vec![self.byte(); usize::from(self.byte() % 8)].into(),
+                })
+            }
+            9 => MessageBody::SnapshotResponse(SnapshotResponse {
+                index: LogIndex(self.number()),
+                next_offset: self.number(),
+            }),
+            10 => MessageBody::VerifyReport(VerifyReport {
+                index: LogIndex(self.number()),
+                hash: self.number(),
+            }),
             _ => MessageBody::TimeoutNow,
         };
         Message {
@@ -157,6 +201,10 @@ pub fn drive(data: &[u8]) -> usize {
     cfg.proposal_bytes_max = 32;
     cfg.quiesce_after_ticks = 3;
     cfg.log_cache_entries_max = 2;
+    cfg.snapshot_chunk_bytes_max = 5;
+    cfg.compaction_tail_entries = 1;
+    cfg.learner_catch_up_lag_entries = 2;
+    cfg.verify_timeout_ticks = 6;
     let mut replica =
         RaftGroup::new(cfg, &voters, RestoredState::default()).expect("valid fuzz configuration");
     let mut input = Input { data, at: 0 };
@@ -164,7 +212,7 @@ pub fn drive(data: &[u8]) -> usize {
     let mut disk: Vec<Entry> = Vec::new();
     let mut taken = 0;
     while !input.done() {
-        match input.byte() % 10 {
+        match input.byte() % 11 {
             0 | 1 => {
                 for _ in 0..=input.byte() % 8 {
                     replica.tick();
@@ -201,6 +249,36 @@ pub fn drive(data: &[u8]) -> usize {
                     replica.wake();
                 }
             }
+            8 => {
+                let node = NodeId(u64::from(input.byte() % 5) + 1);
+                let _ = match input.byte() % 6 {
+                    0 => replica.add_voter(node),
+                    1 => replica
+                        .propose_change(&[MembershipChange::AddVoter(node)])
+                        .map(|_| ()),
+                    2 => replica
+                        .propose_change(&[MembershipChange::RemoveVoter(node)])
+                        .map(|_| ()),
+                    3 => replica
+                        .propose_change(&[MembershipChange::AddLearner(node)])
+                        .map(|_| ()),
+                    4 => replica
+                        .propose_change(&[MembershipChange::PromoteLearner(node)])
+                        .map(|_| ()),
+                    _ => replica
+                        .propose_change(&[MembershipChange::RemoveLearner(node)])
+                        .map(|_| ()),
+                };
+            }
+            9 => match input.byte() % 3 {
+                0 => {
+                    let _ = replica.propose_verify();
+                }
+                1 => {
+                    let _ = replica.compact(LogIndex(input.number()));
+                }
+                _ => replica.on_state_hash(LogIndex(input.number()), input.number()),
+            },
             _ => {
                 if replica.step(input.message()).is_ok() {
                     taken += 1;
@@ -215,8 +293,8 @@ pub fn drive(data: &[u8]) -> usize {
     taken
 }
 
-/// What a driver whose durable log is `disk` (contiguous from index 1) answers to
-/// `fetch`: the entries of its range. Shared by the test drivers (this one, the unit tests'
+/// What a driver whose durable log is `disk` (contiguous) answers to `fetch`: the entries
+/// of its range. Shared by the test drivers (this one, the unit tests'
 /// network, the simulator).
 #[must_use]
 pub fn answer_fetch(disk: &[Entry], fetch: LogFetch) -> Vec<Entry> {
@@ -234,8 +312,12 @@ fn acknowledge(
     readies: impl Iterator<Item = Ready>,
 ) {
     for ready in readies {
+        if let Some(install) = &ready.install_snapshot {
+            let index = install.meta.index;
+            disk.retain(|entry| install.keep_entries_after && entry.index > index);
+        }
         if let Some(first) = ready.entries.first() {
-            disk.truncate(usize::try_from(first.index.0 - 1).unwrap_or(usize::MAX));
+            disk.retain(|entry| entry.index < first.index);
             disk.extend(ready.entries.iter().cloned());
         }
         replica.on_persisted(ready.id);
@@ -244,6 +326,17 @@ fn acknowledge(
         }
         for fetch in ready.fetches {
             replica.on_fetched(fetch, answer_fetch(disk, fetch));
+        }
+        // The fuzzed replica's snapshot is 10 bytes of its index, read in chunks.
+        for read in ready.snapshot_reads {
+            let bytes = read.index.0.to_le_bytes().repeat(2);
+            let total_bytes = bytes.len() as u64;
+            let start = usize::try_from(read.offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let end = start.saturating_add(read.bytes_max).min(bytes.len());
+            let data = bytes::Bytes::copy_from_slice(&bytes[start..end]);
+            replica.on_snapshot_read(read, Some(SnapshotChunkData { data, total_bytes }));
         }
     }
 }

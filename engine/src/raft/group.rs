@@ -16,13 +16,18 @@ use std::collections::VecDeque;
 use crate::raft::config::{Config, ConfigError};
 use crate::raft::error::{ProposeError, ReadError, TransferError};
 use crate::raft::log::RaftLog;
+use crate::raft::membership::{ConfigHistory, entry_configuration};
 use crate::raft::message::{Message, MessageBody};
 use crate::raft::payload::Payload;
 use crate::raft::progress::Progress;
 use crate::raft::quorum::Configuration;
 use crate::raft::ready::{LogFetch, ReadMode, ReadState, Ready, ReadyId, Role, Status};
 use crate::raft::rng::SplitMix64;
+use crate::raft::snapshot::{
+    IncomingSnapshot, SnapshotChunk, SnapshotInstall, SnapshotMeta, SnapshotRead,
+};
 use crate::raft::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
+use crate::raft::verify::{Verification, VerifyRound};
 
 /// At most this many heartbeat rounds remembered for lease accounting.
 pub(crate) const READ_ROUNDS_REMEMBERED_MAX: usize = 64;
@@ -32,7 +37,11 @@ pub(crate) const READ_ROUNDS_REMEMBERED_MAX: usize = 64;
 pub struct RestoredState {
     /// The durable hard state.
     pub hard_state: HardState,
-    /// The durable log, contiguous from index 1.
+    /// The latest durable snapshot, if the group ever took or received one (its
+    /// configuration replaces the bootstrap voters).
+    pub snapshot: Option<SnapshotMeta>,
+    /// The durable log, contiguous from the snapshot's index + 1 (from 1 without one):
+    /// stored entries the snapshot covers are left out.
     pub entries: Vec<Entry>,
     /// The index through which the embedder's state machine already holds the log's effects.
     pub applied: LogIndex,
@@ -74,7 +83,16 @@ pub(crate) struct PendingRead {
 pub struct RaftGroup {
     pub(crate) cfg: Config,
     pub(crate) id: NodeId,
-    pub(crate) configuration: Configuration,
+    /// The configurations of the log; the latest is in force (`membership.rs`).
+    pub(crate) configs: ConfigHistory,
+    /// Leader: learners `add_voter` promotes once they catch up.
+    pub(crate) promotions_pending: Vec<NodeId>,
+    /// The latest snapshot this replica took or installed: the one it sends.
+    pub(crate) snapshot: Option<SnapshotMeta>,
+    /// Follower: the snapshot being received.
+    pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// Leader: verifications collecting hashes (`verify.rs`).
+    pub(crate) verify_rounds: Vec<VerifyRound>,
     pub(crate) role: Role,
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
@@ -128,6 +146,10 @@ pub struct RaftGroup {
     pub(crate) messages_after_persist: Vec<Message>,
     pub(crate) read_states: Vec<ReadState>,
     pub(crate) fetches: Vec<LogFetch>,
+    pub(crate) snapshot_reads: Vec<SnapshotRead>,
+    pub(crate) snapshot_chunks: Vec<SnapshotChunk>,
+    pub(crate) snapshot_install: Option<SnapshotInstall>,
+    pub(crate) verifications: Vec<Verification>,
     pub(crate) next_ready_id: u64,
     /// Readies handed out and not yet acknowledged: (id, last entry, hard state).
     pub(crate) unacknowledged: VecDeque<HandedOut>,
@@ -136,29 +158,65 @@ pub struct RaftGroup {
 }
 
 impl RaftGroup {
-    /// A replica of a group whose voters are `voters` (which must include `cfg.id`),
+    /// A replica of a group bootstrapped with `voters` (which must include `cfg.id`),
     /// starting from what its storage recovered (`RestoredState::default()` for a new group).
     ///
+    /// A replica *joining* an existing group is created with no voters: it learns its
+    /// configuration from the leader's log or snapshot, and neither campaigns nor votes
+    /// for itself before that configuration makes it a voter.
+    ///
     /// # Errors
-    /// The configuration is invalid, the voter set is empty, or it does not hold `cfg.id`.
+    /// The configuration is invalid; `voters` does not hold `cfg.id`; a restored
+    /// configuration entry does not decode.
     pub fn new(
         cfg: Config,
         voters: &[NodeId],
         restored: RestoredState,
     ) -> Result<RaftGroup, ConfigError> {
         cfg.validate()?;
-        let configuration = Configuration::new(voters).ok_or(ConfigError {
-            field: "voters",
-            reason: "must not be empty",
-        })?;
-        if !configuration.contains(cfg.id) {
+        let bootstrap = if voters.is_empty() {
+            Configuration::default()
+        } else {
+            let configuration = Configuration::new(voters).expect("not empty");
+            if !configuration.contains(cfg.id) {
+                return Err(ConfigError {
+                    field: "voters",
+                    reason: "must include this node's id (a joining replica gets none)",
+                });
+            }
+            configuration
+        };
+        let hard_state = restored.hard_state;
+        let (base, base_term, base_configuration) = match &restored.snapshot {
+            Some(meta) => (meta.index, meta.term, meta.configuration.clone()),
+            None => (LogIndex(0), Term(0), bootstrap),
+        };
+        let mut configs = ConfigHistory::new(base, base_term, base_configuration);
+        for entry in &restored.entries {
+            let configuration = entry_configuration(entry).map_err(|reason| ConfigError {
+                field: "restored entries",
+                reason,
+            })?;
+            if let Some(configuration) = configuration {
+                configs.push(entry.index, entry.term, configuration);
+            }
+        }
+        if restored
+            .entries
+            .first()
+            .is_some_and(|first| first.index != base.next())
+        {
             return Err(ConfigError {
-                field: "voters",
-                reason: "must include this node's id",
+                field: "restored entries",
+                reason: "must start right after the snapshot (or at index 1)",
             });
         }
-        let hard_state = restored.hard_state;
-        let log = RaftLog::restore(restored.entries, hard_state.commit, restored.applied);
+        let log = RaftLog::restore(
+            (base, base_term),
+            restored.entries,
+            hard_state.commit,
+            restored.applied,
+        );
         // The restored commit may be clamped to the restored log: that is what is durable.
         let durable = HardState {
             commit: log.committed,
@@ -174,7 +232,11 @@ impl RaftGroup {
                 0
             },
             cfg,
-            configuration,
+            configs,
+            promotions_pending: Vec::new(),
+            snapshot: restored.snapshot,
+            incoming_snapshot: None,
+            verify_rounds: Vec::new(),
             role: Role::Follower,
             term: hard_state.term,
             vote: hard_state.vote,
@@ -205,6 +267,10 @@ impl RaftGroup {
             messages_after_persist: Vec::new(),
             read_states: Vec::new(),
             fetches: Vec::new(),
+            snapshot_reads: Vec::new(),
+            snapshot_chunks: Vec::new(),
+            snapshot_install: None,
+            verifications: Vec::new(),
             next_ready_id: 1,
             unacknowledged: VecDeque::new(),
             hard_state_emitted: durable,
@@ -262,16 +328,23 @@ impl RaftGroup {
             .map(|(_, pr)| pr)
     }
 
-    /// The voters of the group.
+    /// The voters of the group (of the incoming configuration, when joint).
     #[must_use]
     pub fn voters(&self) -> &[NodeId] {
-        self.configuration.voters()
+        self.configs.current().voters()
     }
 
     /// The term of the entry at `index` in this replica's log (`Term(0)` for index 0).
     #[must_use]
     pub fn entry_term(&self, index: LogIndex) -> Option<Term> {
         self.log.term(index)
+    }
+
+    /// The log's base: the last index compacted into a snapshot and its term ((0, 0) for a
+    /// log never compacted). Entries at or below it are known only through the snapshot.
+    #[must_use]
+    pub fn log_base(&self) -> (LogIndex, Term) {
+        self.log.base()
     }
 
     /// The entry at `index`, if this replica holds it.
@@ -297,8 +370,9 @@ impl RaftGroup {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
+        // Learners, removed nodes and joining replicas never campaign (thesis §4.2.1).
         if self.election_elapsed >= self.election_timeout_randomized
-            && self.configuration.contains(self.id)
+            && self.configs.current().is_voter(self.id)
         {
             self.election_elapsed = 0;
             self.start_election(false);
@@ -330,6 +404,8 @@ impl RaftGroup {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
         }
+        self.tick_verifications();
+        self.advance_membership();
         self.maybe_quiesce();
     }
 
@@ -338,7 +414,7 @@ impl RaftGroup {
     fn check_quorum_active(&mut self) -> bool {
         let id = self.id;
         let progress = &self.progress;
-        let active = self.configuration.has_quorum(|voter| {
+        let active = self.configs.current().has_quorum(|voter| {
             voter == id
                 || progress
                     .iter()
@@ -358,18 +434,7 @@ impl RaftGroup {
     /// `NotLeader`, `ProposalTooLarge`, `TransferInProgress`, `GroupStopping`; nothing was
     /// appended.
     pub fn propose(&mut self, data: impl Into<Payload>) -> Result<Proposed, ProposeError> {
-        if self.stopping {
-            return Err(ProposeError::GroupStopping);
-        }
-        self.wake();
-        if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader: self.leader,
-            });
-        }
-        if let Some(transfer) = self.transfer {
-            return Err(ProposeError::TransferInProgress { to: transfer.to });
-        }
+        self.check_proposal_allowed()?;
         let data = data.into();
         if data.len() > self.cfg.proposal_bytes_max {
             return Err(ProposeError::ProposalTooLarge {
@@ -389,6 +454,23 @@ impl RaftGroup {
             index,
             term: self.term,
         })
+    }
+
+    /// Wakes the group and checks that it takes proposals now.
+    pub(crate) fn check_proposal_allowed(&mut self) -> Result<(), ProposeError> {
+        if self.stopping {
+            return Err(ProposeError::GroupStopping);
+        }
+        self.wake();
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if let Some(transfer) = self.transfer {
+            return Err(ProposeError::TransferInProgress { to: transfer.to });
+        }
+        Ok(())
     }
 
     /// Asks for a linearizable read. The answer arrives as a `ReadState` with `ctx` in a
@@ -445,7 +527,7 @@ impl RaftGroup {
                 leader: self.leader,
             });
         }
-        if !self.configuration.contains(to) {
+        if !self.configs.current().is_voter(to) {
             return Err(TransferError::NotAVoter(to));
         }
         if to == self.id {
@@ -478,6 +560,10 @@ impl RaftGroup {
             || !self.messages_after_persist.is_empty()
             || !self.read_states.is_empty()
             || !self.fetches.is_empty()
+            || !self.snapshot_reads.is_empty()
+            || !self.snapshot_chunks.is_empty()
+            || self.snapshot_install.is_some()
+            || !self.verifications.is_empty()
             || self.log.unstable_from <= self.log.last_index()
             || self.hard_state() != self.hard_state_emitted
             || self.log.has_committed_to_apply()
@@ -538,6 +624,10 @@ impl RaftGroup {
             committed_entries,
             read_states: std::mem::take(&mut self.read_states),
             fetches: std::mem::take(&mut self.fetches),
+            snapshot_reads: std::mem::take(&mut self.snapshot_reads),
+            snapshot_chunks: std::mem::take(&mut self.snapshot_chunks),
+            install_snapshot: self.snapshot_install.take(),
+            verifications: std::mem::take(&mut self.verifications),
         };
         self.check_invariants();
         Some(ready)
@@ -677,6 +767,18 @@ impl RaftGroup {
                 self.vote,
                 Some(self.id),
                 "Election Safety: a leader voted for itself"
+            );
+            // One membership change at a time (thesis §4.3): a leader appends a configuration
+            // only once the previous one is committed.
+            assert!(
+                self.configs.count_above(self.log.committed) <= 1,
+                "two configuration entries in flight"
+            );
+            let members = self.configs.current().members();
+            assert_eq!(
+                self.progress.len(),
+                members.iter().filter(|&&member| member != self.id).count(),
+                "leader progress does not match the configuration"
             );
             for (_, pr) in &self.progress {
                 pr.check_invariants(self.cfg.inflight_messages_max);

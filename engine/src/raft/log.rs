@@ -8,9 +8,14 @@
 //! their terms stay (`evicted.rs`), and a leader asks the driver to read them back from
 //! storage when a follower needs them (`Ready::fetches`).
 //!
+//! Below the evicted entries is the log's base: everything through it was compacted into a
+//! snapshot (`compact` on the leader's own snapshot, `install_snapshot` for one received),
+//! and only the base's index and term are known.
+//!
 //! # Invariants
 //! - Entries are contiguous from `first_index` to `last_index`, with non-decreasing terms;
-//!   `[1, first_index)` is evicted, and holds only entries both applied and durable.
+//!   `(base, first_index)` is evicted, and holds only entries both applied and durable.
+//! - `base <= applied`: the snapshot covers only applied state.
 //! - `applied <= applying <= committed`, and `applying <= persisted` (only durable entries
 //!   are applied).
 //! - `persisted <= last_index` and `unstable_from <= last_index + 1`; every entry below
@@ -46,25 +51,31 @@ pub(crate) struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log holding `entries` (contiguous from index 1), all of them already durable, with
-    /// `committed` and `applied` as recovered.
-    pub(crate) fn restore(entries: Vec<Entry>, committed: LogIndex, applied: LogIndex) -> RaftLog {
+    /// A log whose base is (`base`, `base_term`) (index 0 of term 0 for a log never
+    /// compacted) holding `entries` (contiguous from `base + 1`), all of them already
+    /// durable, with `committed` and `applied` as recovered (both at least the base).
+    pub(crate) fn restore(
+        (base, base_term): (LogIndex, Term),
+        entries: Vec<Entry>,
+        committed: LogIndex,
+        applied: LogIndex,
+    ) -> RaftLog {
         let entries = VecDeque::from(entries);
         for (slot, entry) in entries.iter().enumerate() {
             assert_eq!(
                 entry.index.0,
-                slot as u64 + 1,
-                "restored entries not contiguous from 1"
+                base.0 + slot as u64 + 1,
+                "restored entries not contiguous from the base"
             );
         }
-        let last_index = LogIndex(entries.len() as u64);
-        let committed = committed.min(last_index);
-        let applied = applied.min(committed);
+        let last_index = LogIndex(base.0 + entries.len() as u64);
+        let committed = committed.clamp(base, last_index);
+        let applied = applied.clamp(base, committed);
         let bytes = entries.iter().map(Entry::size_bytes).sum();
         let log = RaftLog {
             entries,
-            first_index: LogIndex(1),
-            evicted: EvictedTerms::new(),
+            first_index: base.next(),
+            evicted: EvictedTerms::new(base, base_term),
             bytes,
             committed,
             persisted: last_index,
@@ -97,12 +108,14 @@ impl RaftLog {
         self.first_index
     }
 
-    /// The term of the entry at `index`, in memory or evicted: `Some(Term(0))` for index 0,
-    /// `None` past the end.
+    /// The base: the last index compacted into a snapshot, and its term.
+    pub(crate) fn base(&self) -> (LogIndex, Term) {
+        self.evicted.base()
+    }
+
+    /// The term of the entry at `index`, in memory, evicted or the base's (`Some(Term(0))`
+    /// for index 0 of a log never compacted); `None` past the end or below the base.
     pub(crate) fn term(&self, index: LogIndex) -> Option<Term> {
-        if index.0 == 0 {
-            return Some(Term(0));
-        }
         if index < self.first_index {
             return self.evicted.term(index);
         }
@@ -158,10 +171,12 @@ impl RaftLog {
             index = index.prev();
         }
         if index == self.first_index && self.evicted.term(index.prev()) == Some(term) {
+            // No run of `term`: it is the base's term, and the base is as far back as the
+            // log knows.
             return self
                 .evicted
                 .first_index_of(term)
-                .expect("the run holding index - 1");
+                .unwrap_or(self.evicted.base().0);
         }
         index
     }
@@ -174,7 +189,10 @@ impl RaftLog {
         if limit.0 < 1 {
             return None;
         }
-        let (mut low, mut high) = (1, limit.0);
+        let (mut low, mut high) = (self.evicted.base().0.0.max(1), limit.0);
+        if low > high {
+            return None;
+        }
         if self.term(LogIndex(low))? > term {
             return None;
         }
@@ -328,13 +346,69 @@ impl RaftLog {
                 || self.entries.len() > entries_max
                 || self.bytes > bytes_max)
         {
-            let entry = self.entries.pop_front().expect("not empty");
-            self.bytes -= entry.size_bytes();
-            self.evicted.push(entry.index, entry.term);
-            self.first_index = self.first_index.next();
+            self.evict_front();
             evicted += 1;
         }
         evicted
+    }
+
+    /// Compacts the log through `through` (applied and durable, at or above the base): the
+    /// entries up to it are dropped from memory and it becomes the base.
+    pub(crate) fn compact(&mut self, through: LogIndex) {
+        let (base, _) = self.evicted.base();
+        assert!(
+            through >= base && through <= self.applied.min(self.persisted),
+            "compaction through {through}: must be applied, durable and at or above the base {base}"
+        );
+        while self.first_index <= through {
+            self.evict_front();
+        }
+        self.evicted.compact(through);
+    }
+
+    /// Installs a snapshot received from the leader, covering the log through `index` of
+    /// `term` (Figure 13, InstallSnapshot receiver rules 6–7): if the log holds that very
+    /// entry, the entries after it are kept; otherwise the whole log goes. The snapshot
+    /// becomes the base, committed and applied (the driver restores its state machine from
+    /// it before applying anything after). Returns whether entries after it were kept.
+    pub(crate) fn install_snapshot(&mut self, index: LogIndex, term: Term) -> bool {
+        assert!(
+            index > self.committed,
+            "snapshot {index} at or below the commit index {}",
+            self.committed
+        );
+        let keep = self.term(index) == Some(term);
+        if keep {
+            while self.first_index <= index {
+                self.evict_front();
+            }
+            self.evicted.compact(index);
+        } else {
+            self.entries.clear();
+            self.bytes = 0;
+            self.evicted = EvictedTerms::new(index, term);
+            self.first_index = index.next();
+        }
+        self.committed = index;
+        self.applying = index;
+        self.applied = index;
+        // Durable with the Ready that carries it; nothing that depends on it leaves before.
+        if keep {
+            self.persisted = self.persisted.max(index);
+            self.unstable_from = self.unstable_from.max(index.next());
+        } else {
+            self.persisted = index;
+            self.unstable_from = index.next();
+        }
+        keep
+    }
+
+    /// Moves the first in-memory entry to the evicted runs.
+    fn evict_front(&mut self) {
+        let entry = self.entries.pop_front().expect("an entry to evict");
+        self.bytes -= entry.size_bytes();
+        self.evicted.push(entry.index, entry.term);
+        self.first_index = self.first_index.next();
     }
 
     /// Gives back the spare capacity of the in-memory entries.
@@ -393,6 +467,7 @@ impl RaftLog {
             self.first_index.prev() <= self.applied.min(self.persisted),
             "evicted entries beyond applied and durable ones"
         );
+        assert!(self.evicted.base().0 <= self.applied, "base beyond applied");
         if cfg!(any(feature = "strict", debug_assertions)) {
             assert_eq!(
                 self.bytes,
@@ -438,7 +513,8 @@ mod tests {
 
     #[test]
     fn a_persisted_ack_for_entries_since_replaced_does_not_cover_their_replacements() {
-        let mut log = RaftLog::restore(Vec::new(), LogIndex(0), LogIndex(0));
+        let mut log =
+            RaftLog::restore((LogIndex(0), Term(0)), Vec::new(), LogIndex(0), LogIndex(0));
         assert_eq!(
             log.maybe_append(LogIndex(0), Term(0), entries(1, 10, 2)),
             Some(LogIndex(10))

@@ -3,11 +3,15 @@
 //! A message names its sender, its receiver and the sender's term; the body says what it is.
 //! The set is closed (an enum), so that the transport can archive it and a receiver can
 //! match on it exhaustively. `Quiesce` lets idle groups stop ticking (see
-//! `Config::quiesce_after_ticks`). Snapshot chunks and configuration changes arrive with issue 6 as
-//! new body variants and entry kinds; nothing here changes shape for them.
+//! `Config::quiesce_after_ticks`); `InstallSnapshot` and `SnapshotResponse` move snapshots
+//! (`snapshot.rs`); `VerifyReport` carries a replica's state hash (`verify.rs`).
+//! Configuration changes travel as entries, not messages.
 //!
 //! Bodies carry no group id: the runtime wraps a message with the group it belongs to.
 
+use bytes::Bytes;
+
+use crate::raft::snapshot::SnapshotMeta;
 use crate::raft::types::{Entry, LogIndex, NodeId, Term};
 
 /// One message between two replicas of a group.
@@ -45,6 +49,43 @@ pub enum MessageBody {
     /// Leader → follower: the group is idle; stop the election timer until any other
     /// message arrives. Carries the commit index, as a heartbeat does. Not answered.
     Quiesce(Quiesce),
+    /// Leader → follower: one chunk of a snapshot (Figure 13, InstallSnapshot RPC).
+    InstallSnapshot(InstallSnapshot),
+    /// Follower → leader: the next snapshot byte it expects.
+    SnapshotResponse(SnapshotResponse),
+    /// Any replica → leader: its state machine's hash after applying a verify entry.
+    VerifyReport(VerifyReport),
+}
+
+/// The body of an InstallSnapshot message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallSnapshot {
+    /// What the snapshot covers (sent with every chunk, so any chunk can start a transfer).
+    pub meta: SnapshotMeta,
+    /// The byte offset of `data` in the snapshot.
+    pub offset: u64,
+    /// The snapshot's total length.
+    pub total_bytes: u64,
+    /// The chunk.
+    pub data: Bytes,
+}
+
+/// The body of a SnapshotResponse message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotResponse {
+    /// The snapshot's index.
+    pub index: LogIndex,
+    /// The next byte offset the follower expects.
+    pub next_offset: u64,
+}
+
+/// The body of a VerifyReport message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The index of the verify entry.
+    pub index: LogIndex,
+    /// The sender's state machine hash right after applying it.
+    pub hash: u64,
 }
 
 /// The body of an AppendEntries message.
@@ -163,6 +204,9 @@ impl MessageBody {
             MessageBody::HeartbeatResponse(_) => "HeartbeatResponse",
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::Quiesce(_) => "Quiesce",
+            MessageBody::InstallSnapshot(_) => "InstallSnapshot",
+            MessageBody::SnapshotResponse(_) => "SnapshotResponse",
+            MessageBody::VerifyReport(_) => "VerifyReport",
         }
     }
 }

@@ -48,9 +48,15 @@
 //!   `truncate_from`) and only durable committed entries are applied (`log.rs`,
 //!   `take_committed`).
 //!
-//! Snapshots and membership changes (issue 6) add a snapshot field to `Ready`, message
-//! variants for snapshot chunks, an entry kind for configuration changes and a second voter
-//! set inside [`Configuration`]; the contract above stays as it is.
+//! - Membership changes: one at a time, through the joint configuration, in force when
+//!   appended (`membership.rs`, `quorum.rs`).
+//! - Snapshots: only applied state is compacted, and a follower never installs a snapshot
+//!   at or below its commit index (`snapshot.rs`).
+//!
+//! Snapshots add to the contract: a leader's `Ready::snapshot_reads` are answered like its
+//! fetches; a follower stores `Ready::snapshot_chunks` and installs `Ready::install_snapshot`
+//! with that Ready's persistence and before its apply. Verify entries are answered with
+//! [`RaftGroup::on_state_hash`] when applied (`verify.rs`).
 
 #![forbid(unsafe_code)]
 
@@ -61,6 +67,7 @@ mod evicted;
 pub mod fuzzing;
 mod group;
 mod log;
+mod membership;
 mod message;
 mod payload;
 mod progress;
@@ -69,7 +76,9 @@ mod quorum;
 mod ready;
 mod replication;
 mod rng;
+mod snapshot;
 mod types;
+mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -77,16 +86,21 @@ mod tests;
 pub use config::{
     Config, ConfigError, ELECTION_TIMEOUT_TICKS_DEFAULT, HEARTBEAT_INTERVAL_TICKS_DEFAULT,
 };
-pub use error::{ProposeError, ReadError, StepError, TransferError};
+pub use error::{CompactError, ProposeError, ReadError, StepError, TransferError};
 pub use group::{Proposed, RaftGroup, RestoredState};
 pub use message::{
-    AppendEntries, AppendResponse, ConflictHint, Heartbeat, HeartbeatResponse, Message,
-    MessageBody, Quiesce, VoteKind, VoteRequest, VoteResponse,
+    AppendEntries, AppendResponse, ConflictHint, Heartbeat, HeartbeatResponse, InstallSnapshot,
+    Message, MessageBody, Quiesce, SnapshotResponse, VerifyReport, VoteKind, VoteRequest,
+    VoteResponse,
 };
 pub use payload::{PAYLOAD_INLINE_BYTES_MAX, Payload};
 pub use progress::{Progress, ProgressState};
-pub use quorum::{Configuration, VoteResult};
+pub use quorum::{ChangeError, Configuration, MEMBERS_MAX, MembershipChange, VoteResult};
 pub use ready::{LogFetch, ReadMode, ReadState, Ready, ReadyId, Role, Status};
+pub use snapshot::{
+    Compaction, SnapshotChunk, SnapshotChunkData, SnapshotInstall, SnapshotMeta, SnapshotRead,
+};
 pub use types::{
     ENTRY_OVERHEAD_BYTES, Entry, EntryKind, HardState, LogIndex, NodeId, TERM_MAX, Term,
 };
+pub use verify::Verification;

@@ -1,12 +1,13 @@
 //! What a leader knows about one follower's log, and how fast it may send to it.
 //!
-//! A follower is in one of two states here (a third, `Snapshot`, arrives with snapshots in
-//! issue 6):
+//! A follower is in one of three states here:
 //! - **Probe**: the leader does not know where the follower's log matches. It sends one
 //!   AppendEntries and waits for the answer (or a heartbeat response) before the next.
 //! - **Replicate**: the follower's log is known to match; the leader streams entries
 //!   optimistically (`next_index` moves on at send), up to a window of in-flight messages
 //!   bounded in count and bytes.
+//! - **Snapshot**: the follower needs entries the leader compacted away; it receives the
+//!   snapshot, one chunk at a time (`snapshot.rs`), and no entries until it acknowledges it.
 //!
 //! # Invariants
 //! - `match_index < next_index`.
@@ -24,6 +25,8 @@ pub enum ProgressState {
     Probe,
     /// Streaming entries with a bounded window.
     Replicate,
+    /// Receiving a snapshot; no entries.
+    Snapshot,
 }
 
 /// One unacknowledged AppendEntries: its last index, its entry bytes, and the leader's read
@@ -62,6 +65,15 @@ pub struct Progress {
     /// later round (a heartbeat interval), so that a log that cannot be read is not asked
     /// again and again in one turn.
     pub fetch_failed_round: Option<u64>,
+    /// In Snapshot: the snapshot being sent.
+    pub snapshot_index: LogIndex,
+    /// In Snapshot: the byte offset the follower acknowledged.
+    pub snapshot_offset: u64,
+    /// In Snapshot: a chunk is being read from the driver.
+    pub snapshot_read_pending: bool,
+    /// In Snapshot: the read round in which the last chunk went out (or its read failed),
+    /// while unanswered; a heartbeat answered in a later round re-sends it.
+    pub snapshot_chunk_round: Option<u64>,
 }
 
 impl Progress {
@@ -80,7 +92,30 @@ impl Progress {
             inflight_bytes: 0,
             fetch_pending: false,
             fetch_failed_round: None,
+            snapshot_index: LogIndex(0),
+            snapshot_offset: 0,
+            snapshot_read_pending: false,
+            snapshot_chunk_round: None,
         }
+    }
+
+    /// Starts sending the snapshot at `index` from its first byte; no entries meanwhile.
+    pub fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ProgressState::Snapshot;
+        self.probe_sent = false;
+        self.inflights.clear();
+        self.inflight_bytes = 0;
+        self.snapshot_index = index;
+        self.snapshot_offset = 0;
+        self.snapshot_read_pending = false;
+        self.snapshot_chunk_round = None;
+    }
+
+    /// In Snapshot: whether the next chunk should be read now (none is being read or is
+    /// unanswered).
+    #[must_use]
+    pub fn snapshot_read_wanted(&self) -> bool {
+        !self.snapshot_read_pending && self.snapshot_chunk_round.is_none()
     }
 
     /// Gives back the spare capacity of the in-flight window.
@@ -93,6 +128,7 @@ impl Progress {
     pub fn is_paused(&self, inflight_messages_max: usize, inflight_bytes_max: usize) -> bool {
         match self.state {
             ProgressState::Probe => self.probe_sent,
+            ProgressState::Snapshot => true,
             ProgressState::Replicate => {
                 self.inflights.len() >= inflight_messages_max
                     || self.inflight_bytes >= inflight_bytes_max
@@ -103,6 +139,7 @@ impl Progress {
     /// Records that an AppendEntries ending at `last_index` with `bytes` of entries was sent.
     pub fn on_sent(&mut self, last_index: LogIndex, entry_count: usize, bytes: usize, round: u64) {
         match self.state {
+            ProgressState::Snapshot => {}
             ProgressState::Probe => {
                 self.probe_sent = true;
                 self.probe_round = round;
@@ -140,6 +177,10 @@ impl Progress {
         if self.state == ProgressState::Probe && moved {
             self.become_replicate();
         }
+        if self.state == ProgressState::Snapshot && self.match_index >= self.snapshot_index {
+            // The follower installed the snapshot (or holds its entries anyway).
+            self.become_replicate();
+        }
         self.free_inflights_through(index);
         moved
     }
@@ -153,7 +194,9 @@ impl Progress {
         if rejected_index <= self.match_index {
             return false;
         }
-        if self.state == ProgressState::Probe && rejected_index != self.next_index.prev() {
+        if self.state == ProgressState::Snapshot
+            || (self.state == ProgressState::Probe && rejected_index != self.next_index.prev())
+        {
             return false;
         }
         // match < rejected_index here, so the range is not empty.
@@ -202,6 +245,12 @@ impl Progress {
     /// early would only cause duplicates and spurious rejections.
     pub fn on_heartbeat_response(&mut self, round: u64) -> bool {
         match self.state {
+            ProgressState::Snapshot => {
+                if self.snapshot_chunk_round.is_some_and(|sent| sent < round) {
+                    self.snapshot_chunk_round = None;
+                }
+                self.snapshot_read_wanted()
+            }
             ProgressState::Probe => {
                 if self.probe_sent && round > self.probe_round {
                     self.probe_sent = false;
@@ -231,7 +280,12 @@ impl Progress {
             self.next_index
         );
         match self.state {
-            ProgressState::Probe => assert!(self.inflights.is_empty(), "probe with inflights"),
+            ProgressState::Probe | ProgressState::Snapshot => {
+                assert!(
+                    self.inflights.is_empty(),
+                    "probe or snapshot with inflights"
+                );
+            }
             ProgressState::Replicate => {
                 assert!(!self.probe_sent, "replicate with probe_sent");
                 assert!(

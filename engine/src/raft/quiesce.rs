@@ -53,6 +53,12 @@ impl RaftGroup {
                     || self.leader != Some(message.from)
                     || heartbeat.read_round > self.quiesced_round
             }
+            // A candidate whose log is behind ours gets our refusal without waking us: a
+            // node removed from the group that never learned it keeps campaigning with an
+            // old log, and must not keep an idle group awake.
+            MessageBody::RequestVote(request) => self
+                .log
+                .is_up_to_date(request.last_index, request.last_term),
             _ => true,
         }
     }

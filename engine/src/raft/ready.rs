@@ -2,7 +2,9 @@
 
 use crate::raft::error::ReadError;
 use crate::raft::message::Message;
+use crate::raft::snapshot::{SnapshotChunk, SnapshotInstall, SnapshotRead};
 use crate::raft::types::{Entry, HardState, LogIndex};
+use crate::raft::verify::Verification;
 
 /// Numbers `Ready`s of one group in the order they were handed out, so that the driver can
 /// acknowledge persistence with [`crate::raft::RaftGroup::on_persisted`].
@@ -40,6 +42,17 @@ pub struct Ready {
     /// its storage (they are durable) and answers with `RaftGroup::on_fetched`, every
     /// fetch exactly once (with no entries if the read failed).
     pub fetches: Vec<LogFetch>,
+    /// Leader: chunks of its snapshot to read for followers; the driver answers each with
+    /// `RaftGroup::on_snapshot_read`, exactly once (`None` if it could not).
+    pub snapshot_reads: Vec<SnapshotRead>,
+    /// Follower: snapshot chunks received, to store in order (before `install_snapshot`).
+    pub snapshot_chunks: Vec<SnapshotChunk>,
+    /// Follower: a received snapshot to install with this Ready (see [`SnapshotInstall`]):
+    /// persisted before `entries`, restored into the state machine before
+    /// `committed_entries` are applied (then `on_applied(meta.index)` if none are).
+    pub install_snapshot: Option<SnapshotInstall>,
+    /// Leader: finished consistency verifications.
+    pub verifications: Vec<Verification>,
 }
 
 /// A range of durable entries the leader needs back from storage, to send to `to`.

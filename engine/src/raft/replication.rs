@@ -3,9 +3,11 @@
 
 use crate::raft::error::StepError;
 use crate::raft::group::{PendingRead, READ_ROUNDS_REMEMBERED_MAX, RaftGroup};
+use crate::raft::membership::entry_configuration;
 use crate::raft::message::{
     AppendEntries, AppendResponse, ConflictHint, Heartbeat, HeartbeatResponse, MessageBody,
 };
+use crate::raft::progress::ProgressState;
 use crate::raft::ready::{LogFetch, Role};
 use crate::raft::types::{Entry, LogIndex, NodeId, Term};
 
@@ -19,7 +21,16 @@ impl RaftGroup {
             MessageBody::HeartbeatResponse(response) => {
                 self.handle_heartbeat_response(from, response)
             }
-            MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) | MessageBody::Quiesce(_) => {
+            MessageBody::SnapshotResponse(response) => {
+                self.handle_snapshot_response(from, response);
+            }
+            MessageBody::VerifyReport(report) => {
+                self.record_state_hash(from, report.index, report.hash);
+            }
+            MessageBody::AppendEntries(_)
+            | MessageBody::Heartbeat(_)
+            | MessageBody::Quiesce(_)
+            | MessageBody::InstallSnapshot(_) => {
                 // Election Safety: only one leader per term. Another one can only come from a
                 // broken peer; refuse its message rather than follow it.
                 return Err(StepError::Malformed {
@@ -52,11 +63,25 @@ impl RaftGroup {
             );
             return;
         }
+        // Decoded by `validate` already; collected before the entries move into the log.
+        let configurations: Vec<_> = append
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                entry_configuration(entry)
+                    .ok()
+                    .flatten()
+                    .map(|configuration| (entry.index, entry.term, configuration))
+            })
+            .collect();
         match self
             .log
             .maybe_append(append.prev_index, append.prev_term, append.entries)
         {
             Some(last_new) => {
+                // Thesis §4.1: a configuration is in force once appended; one truncated
+                // with its entry is undone.
+                self.track_appended_configurations(configurations);
                 // Figure 2, rule 5: commitIndex = min(leaderCommit, index of last new entry).
                 self.log.commit_to(append.commit.min(last_new));
                 self.send(
@@ -195,6 +220,11 @@ impl RaftGroup {
             return false;
         };
         let pr = &self.progress[slot].1;
+        if pr.state == ProgressState::Snapshot || pr.next_index <= self.log.base().0 {
+            // The entry before next_index was compacted away: only a snapshot helps.
+            self.send_snapshot(slot);
+            return false;
+        }
         if pr.is_paused(self.cfg.inflight_messages_max, self.cfg.inflight_bytes_max) {
             return false;
         }
@@ -362,7 +392,8 @@ impl RaftGroup {
         let own = self.log.persisted;
         let id = self.id;
         let progress = &self.progress;
-        let quorum_index = self.configuration.committed_index(|voter| {
+        // Only voters count (both sets when joint); the leader's own log only if it votes.
+        let quorum_index = self.configs.current().committed_index(|voter| {
             if voter == id {
                 own
             } else {
@@ -392,6 +423,7 @@ impl RaftGroup {
                 self.queue_read_for_round(ctx, index);
             }
         }
+        self.advance_membership();
     }
 
     /// Leadership transfer: once the target holds our whole log, tell it to campaign.
@@ -438,7 +470,7 @@ impl RaftGroup {
         let id = self.id;
         let own_round = self.read_round;
         let progress = &self.progress;
-        let confirmed = self.configuration.committed_index(|voter| {
+        let confirmed = self.configs.current().committed_index(|voter| {
             if voter == id {
                 LogIndex(own_round)
             } else {

@@ -85,6 +85,15 @@ pub enum EntryKind {
     /// The empty entry a new leader appends at the start of its term, so that it can commit
     /// (and learn the commit index of) everything before it (Raft thesis §6.4).
     Noop,
+    /// A membership change: `data` is the whole new [`Configuration`], encoded. It takes
+    /// effect on a replica as soon as the replica appends it (thesis §4.1), and is undone if
+    /// the entry is truncated.
+    ///
+    /// [`Configuration`]: crate::raft::Configuration
+    Configuration,
+    /// A consistency check: once applied, every replica reports a hash of its state machine
+    /// (`RaftGroup::on_state_hash`), and the leader compares them. `data` is empty.
+    Verify,
 }
 
 /// One log entry.

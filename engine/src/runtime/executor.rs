@@ -24,14 +24,17 @@ use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 
 use crate::api::RequestError;
-use crate::raft::{Config, NodeId, ProposeError, ReadError, ReadMode, Status, TransferError};
+use crate::raft::{
+    ChangeError, Config, Configuration, LogIndex, MembershipChange, NodeId, ProposeError,
+    ReadError, ReadMode, Role, Status, TransferError, Verification,
+};
 use crate::runtime::oneshot;
 use crate::runtime::outstanding::{
     BatchOutcomes, BatchReply, Outstanding, ProposalBudget, ReadFn, Waiter,
 };
 use crate::runtime::shard::{
     Completion, CreateGroupError, ReadCompletion, Shard, ShardProposeError, ShardRequestError,
-    ShardStats,
+    ShardStats, Unapplied,
 };
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::wire::GroupId;
@@ -95,6 +98,30 @@ pub(crate) enum Command<M> {
         group: GroupId,
         to: NodeId,
         reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// A membership change, answered once its configuration entry is applied here.
+    ChangeMembership {
+        group: GroupId,
+        changes: Vec<MembershipChange>,
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
+    },
+    AddVoter {
+        group: GroupId,
+        node: NodeId,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    Configuration {
+        group: GroupId,
+        reply: oneshot::Sender<Option<Configuration>>,
+    },
+    Verify {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Verification, RequestError>>,
+    },
+    /// Test hook: changes a state machine outside the log.
+    Corrupt {
+        group: GroupId,
+        corrupt: Box<dyn FnOnce(&mut M) + Send>,
     },
     Status {
         group: GroupId,
@@ -181,6 +208,8 @@ async fn run<M: StateMachine>(
     budget: ProposalBudget,
 ) {
     let mut outstanding: Outstanding<M> = Outstanding::new(budget);
+    let mut verifies: Vec<PendingVerify> = Vec::new();
+    let mut verifications = Vec::new();
     let mut completions = Vec::new();
     let mut read_completions = Vec::new();
     let mut next_tick = Instant::now() + tick;
@@ -198,6 +227,17 @@ async fn run<M: StateMachine>(
             };
             worked = true;
             proposal_bytes += command.proposal_bytes();
+            if let Command::Verify { group, reply } = command {
+                match shard.verify(group) {
+                    Ok(proposed) => verifies.push(PendingVerify {
+                        group,
+                        index: proposed.index,
+                        reply,
+                    }),
+                    Err(error) => reply.send(Err(request_error(error))),
+                }
+                continue;
+            }
             if !handle(shard, command, &mut outstanding) {
                 // Shutdown: dropping `outstanding` answers everything with Shutdown.
                 return;
@@ -228,9 +268,13 @@ async fn run<M: StateMachine>(
             outcome,
         } in completions.drain(..)
         {
-            let outcome = outcome.map_err(|_| RequestError::Superseded);
+            let outcome = outcome.map_err(|unapplied| match unapplied {
+                Unapplied::Superseded => RequestError::Superseded,
+                Unapplied::Removed => RequestError::Removed,
+            });
             outstanding.decide(group, proposed.index, proposed.term, outcome);
         }
+        answer_verifications(shard, &mut verifies, &mut verifications);
         shard.take_read_completions(&mut read_completions);
         for ReadCompletion { group, ctx, result } in read_completions.drain(..) {
             if let Some((_, read)) = outstanding.take_read(ctx) {
@@ -256,6 +300,48 @@ async fn run<M: StateMachine>(
                 glommio::timer::sleep(sleep),
             )
             .await;
+        }
+    }
+}
+
+/// A verification asked on this shard, waiting for the leader's verdict.
+struct PendingVerify {
+    group: GroupId,
+    index: LogIndex,
+    reply: oneshot::Sender<Result<Verification, RequestError>>,
+}
+
+/// Answers the verifications the shard finished; those whose group is no longer led here
+/// fail with `NotLeader` (the verdict would come from another node, if at all).
+fn answer_verifications<M: StateMachine>(
+    shard: &mut Shard<TcpTransport, M>,
+    verifies: &mut Vec<PendingVerify>,
+    done: &mut Vec<(GroupId, Verification)>,
+) {
+    shard.take_verifications(done);
+    for (group, verification) in done.drain(..) {
+        let index = match &verification {
+            Verification::Consistent { index, .. } | Verification::Divergent { index, .. } => {
+                *index
+            }
+        };
+        if let Some(slot) = verifies
+            .iter()
+            .position(|pending| pending.group == group && pending.index == index)
+        {
+            verifies.swap_remove(slot).reply.send(Ok(verification));
+        }
+    }
+    let mut k = 0;
+    while k < verifies.len() {
+        let status = shard.status(verifies[k].group);
+        if status.is_some_and(|status| status.role == Role::Leader) {
+            k += 1;
+        } else {
+            let lost = verifies.swap_remove(k);
+            lost.reply.send(Err(RequestError::NotLeader {
+                leader: status.and_then(|status| status.leader),
+            }));
         }
     }
 }
@@ -313,6 +399,12 @@ fn request_error(error: ShardRequestError) -> RequestError {
             RequestError::NotLeader { leader }
         }
         ShardRequestError::Transfer(other) => RequestError::Refused(other.to_string()),
+        ShardRequestError::Change(ChangeError::NotLeader { leader })
+        | ShardRequestError::Propose(ProposeError::NotLeader { leader }) => {
+            RequestError::NotLeader { leader }
+        }
+        ShardRequestError::Change(other) => RequestError::Refused(other.to_string()),
+        ShardRequestError::Propose(other) => RequestError::Refused(other.to_string()),
         ShardRequestError::Shard(error) => {
             log::error!("a shard's log failed: {error}");
             RequestError::Shutdown
@@ -394,6 +486,29 @@ fn handle<M: StateMachine>(
         Command::TransferLeader { group, to, reply } => {
             reply.send(shard.transfer_leader(group, to).map_err(request_error));
         }
+        Command::ChangeMembership {
+            group,
+            changes,
+            reply,
+        } => match shard.change_membership(group, &changes) {
+            Ok(proposed) => {
+                outstanding.proposed(
+                    group,
+                    proposed.index,
+                    proposed.term,
+                    Waiter::One(reply),
+                    0,
+                    Instant::now(),
+                );
+            }
+            Err(error) => reply.send(Err(request_error(error))),
+        },
+        Command::AddVoter { group, node, reply } => {
+            reply.send(shard.add_voter(group, node).map_err(request_error));
+        }
+        Command::Configuration { group, reply } => reply.send(shard.configuration(group)),
+        Command::Verify { .. } => unreachable!("verifications are handled by the loop"),
+        Command::Corrupt { group, corrupt } => shard.corrupt_for_tests(group, corrupt),
         Command::Status { group, reply } => reply.send(shard.status(group)),
         Command::Metrics { reply } => reply.send(ShardMetrics {
             stats: shard.stats(),

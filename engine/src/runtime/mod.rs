@@ -23,7 +23,7 @@ pub mod storage;
 pub mod wire;
 
 pub use shard::{
-    Completion, CreateGroupError, Shard, ShardError, ShardProposeError, ShardStats, Superseded,
+    Completion, CreateGroupError, Shard, ShardError, ShardProposeError, ShardStats, Unapplied,
 };
 pub use state_machine::{KvMap, StateMachine};
 pub use storage::{PersistError, RestoreError, persist_ready, read_entries, restore_group};

@@ -29,8 +29,9 @@ use flotilla_net::{NodeId as NetNodeId, SendError, Transport, TransportEvent};
 use flotilla_wal::{AppendError, Lsn, Wal, WriteBatch};
 
 use crate::raft::{
-    Config, ConfigError, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, ProposeError,
-    Proposed, RaftGroup, ReadError, ReadState, ReadyId, Term, TransferError,
+    ChangeError, Config, ConfigError, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId,
+    ProposeError, Proposed, RaftGroup, ReadError, ReadState, ReadyId, Term, TransferError,
+    Verification,
 };
 use crate::runtime::liveness::Liveness;
 use crate::runtime::state_machine::StateMachine;
@@ -94,6 +95,12 @@ pub enum ShardRequestError {
     /// The group refused the transfer.
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    /// The group refused the membership change.
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    /// The group refused the verify entry.
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
     /// The log refused the record that removes a group: the shard cannot go on.
     #[error(transparent)]
     Shard(#[from] ShardError),
@@ -118,13 +125,19 @@ pub struct Completion {
     pub group: GroupId,
     /// Where the proposal went.
     pub proposed: Proposed,
-    /// The state machine's result, or `Superseded`: another leader's entry took its index.
-    pub outcome: Result<Vec<u8>, Superseded>,
+    /// The state machine's result, or why there is none.
+    pub outcome: Result<Vec<u8>, Unapplied>,
 }
 
-/// The proposal's entry was replaced by an entry of a later term: it will never apply.
+/// Why a proposal has no result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Superseded;
+pub enum Unapplied {
+    /// The proposal's entry was replaced by an entry of a later term: it will never apply.
+    Superseded,
+    /// This node's replica left the group (its removal committed) before the entry was
+    /// decided here: it learns nothing more, and the outcome is unknown.
+    Removed,
+}
 
 /// One group on this shard.
 struct Slot<M> {
@@ -184,6 +197,8 @@ pub struct Shard<T: Transport, M: StateMachine> {
     in_flight: VecDeque<InFlight>,
     completions: Vec<Completion>,
     read_completions: Vec<ReadCompletion>,
+    /// Verifications the groups led here finished, not yet taken.
+    verifications: Vec<(GroupId, Verification)>,
     events: Vec<TransportEvent>,
     inbound: Vec<InboundMessage>,
     wire_errors: Vec<WireError>,
@@ -210,6 +225,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             in_flight: VecDeque::new(),
             completions: Vec::new(),
             read_completions: Vec::new(),
+            verifications: Vec::new(),
             events: Vec::new(),
             inbound: Vec::new(),
             wire_errors: Vec::new(),
@@ -358,6 +374,17 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                     };
                     slot.raft.on_fetched(fetch, entries);
                 }
+                // The engine never compacts (it does not snapshot its state machines yet),
+                // so no leader here has a snapshot to read and no follower is sent one.
+                for &read in &ready.snapshot_reads {
+                    log::error!("group {group:?}: a snapshot read without snapshots: {read:?}");
+                    slot.raft.on_snapshot_read(read, None);
+                }
+                if ready.install_snapshot.is_some() || !ready.snapshot_chunks.is_empty() {
+                    log::error!("group {group:?}: snapshot chunks received, not supported yet");
+                }
+                self.verifications
+                    .extend(ready.verifications.iter().map(|done| (group, done.clone())));
                 self.stats.wal_entries += ready.entries.len() as u64;
                 persist_ready(&mut self.batch, group, &ready, &mut slot.last_index)?;
                 readies.push(PendingReady {
@@ -430,9 +457,25 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 if let Some(last) = pending.committed_entries.last().map(|entry| entry.index) {
                     for entry in &pending.committed_entries {
                         apply(slot, pending.group, entry, &mut self.completions);
+                        if entry.kind == EntryKind::Configuration {
+                            // New members are peers to keep alive and watch.
+                            for member in slot.raft.configuration().members() {
+                                if member != self.config.id {
+                                    self.liveness.add_peer(member);
+                                }
+                            }
+                        }
                     }
                     self.stats.entries_applied += pending.committed_entries.len() as u64;
                     slot.raft.on_applied(last);
+                }
+                if !slot.waiting.is_empty() {
+                    fail_waiting_if_removed(
+                        slot,
+                        pending.group,
+                        self.config.id,
+                        &mut self.completions,
+                    );
                 }
                 // Contract step 4: a read is answered once the entries through its index are
                 // applied, which the core guarantees for the reads of this Ready.
@@ -580,6 +623,13 @@ fn apply<M: StateMachine>(
     let result = match entry.kind {
         EntryKind::Normal => Some(slot.machine.apply(entry.index.0, &entry.data)),
         EntryKind::Noop => None,
+        // A membership change's proposer learns it is applied (an empty result).
+        EntryKind::Configuration => Some(Vec::new()),
+        EntryKind::Verify => {
+            let hash = slot.machine.state_hash();
+            slot.raft.on_state_hash(entry.index, hash);
+            None
+        }
     };
     // A proposal at this index succeeded iff the entry has its term; one at a later index
     // with a lower term failed for good (Leader Completeness: see `Proposed`). Proposals
@@ -603,12 +653,39 @@ fn apply<M: StateMachine>(
         slot.waiting.remove(&index);
         let outcome = match &result {
             Some(result) if index == entry.index && term == entry.term => Ok(result.clone()),
-            _ => Err(Superseded),
+            _ => Err(Unapplied::Superseded),
         };
         completions.push(Completion {
             group,
             proposed: Proposed { index, term },
             outcome,
+        });
+    }
+}
+
+/// A replica removed from its group (no longer a member and no longer leading) learns
+/// nothing past its commit index: proposals waiting beyond it are answered `Removed`.
+fn fail_waiting_if_removed<M: StateMachine>(
+    slot: &mut Slot<M>,
+    group: GroupId,
+    this: NodeId,
+    completions: &mut Vec<Completion>,
+) {
+    if slot.raft.is_leader() || slot.raft.configuration().contains(this) {
+        return;
+    }
+    let commit = slot.raft.status().commit;
+    let undecided: Vec<(LogIndex, Term)> = slot
+        .waiting
+        .range(commit.next()..)
+        .map(|(&index, &term)| (index, term))
+        .collect();
+    for (index, term) in undecided {
+        slot.waiting.remove(&index);
+        completions.push(Completion {
+            group,
+            proposed: Proposed { index, term },
+            outcome: Err(Unapplied::Removed),
         });
     }
 }

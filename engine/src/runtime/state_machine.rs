@@ -1,8 +1,9 @@
 //! The embedder's state machine, and the small key-value map the tests use.
 //!
 //! A shard applies every committed normal entry of a group, in index order, to that group's
-//! [`StateMachine`] and hands the result to whoever proposed the entry. `snapshot` and
-//! `restore` are part of the contract now and are called once snapshots exist (issue 6).
+//! [`StateMachine`] and hands the result to whoever proposed the entry. `state_hash` answers
+//! consistency verification (`Engine::verify`). `snapshot` and `restore` are part of the
+//! contract, for when the engine streams snapshots between nodes (the core does already).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,44 @@ pub trait StateMachine: Send {
 
     /// Replaces the state with one produced by [`StateMachine::snapshot`].
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+
+    /// A hash of the whole state, equal on two replicas exactly when their states are
+    /// equal (up to hash collisions), and independent of the machine it runs on: it is
+    /// compared across replicas by consistency verification.
+    fn state_hash(&self) -> u64;
+}
+
+/// 64-bit FNV-1a: a hash that is the same on every machine and Rust version (the standard
+/// library's hasher promises neither), for [`StateMachine::state_hash`].
+#[derive(Clone, Copy, Debug)]
+pub struct StableHasher(u64);
+
+impl StableHasher {
+    /// A hasher with FNV-1a's offset basis.
+    #[must_use]
+    pub fn new() -> StableHasher {
+        StableHasher(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Hashes `bytes`, preceded by their length (so that ("ab","c") and ("a","bc") differ).
+    pub fn write(&mut self, bytes: &[u8]) {
+        for byte in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// The hash so far.
+    #[must_use]
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for StableHasher {
+    fn default() -> StableHasher {
+        StableHasher::new()
+    }
 }
 
 /// A key-value map: the reference state machine of the tests and the load generator.
@@ -63,6 +102,13 @@ impl KvMap {
     /// True when no key is set.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Sets `key` to `value` outside the log: this replica's state no longer matches the
+    /// others'. A test hook for consistency verification, never for real use.
+    #[doc(hidden)]
+    pub fn corrupt_for_tests(&mut self, key: &[u8], value: &[u8]) {
+        self.entries.insert(key.to_vec(), value.to_vec());
     }
 }
 
@@ -121,6 +167,15 @@ impl StateMachine for KvMap {
         self.entries = entries;
         self.applied = applied;
         Ok(())
+    }
+
+    fn state_hash(&self) -> u64 {
+        let mut hasher = StableHasher::new();
+        for (key, value) in &self.entries {
+            hasher.write(key);
+            hasher.write(value);
+        }
+        hasher.finish()
     }
 }
 

@@ -24,6 +24,10 @@ use crate::runtime::GroupId;
 const TAG_NORMAL: u8 = 0;
 /// Tag byte of an entry of kind [`EntryKind::Noop`].
 const TAG_NOOP: u8 = 1;
+/// Tag byte of an entry of kind [`EntryKind::Configuration`].
+const TAG_CONFIGURATION: u8 = 2;
+/// Tag byte of an entry of kind [`EntryKind::Verify`].
+const TAG_VERIFY: u8 = 3;
 
 /// What a `Ready` asked for could not be written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +109,8 @@ pub fn persist_ready(
             let tag = match entry.kind {
                 EntryKind::Normal => TAG_NORMAL,
                 EntryKind::Noop => TAG_NOOP,
+                EntryKind::Configuration => TAG_CONFIGURATION,
+                EntryKind::Verify => TAG_VERIFY,
             };
             batch.add_entry_prefixed(
                 wal_group,
@@ -189,6 +195,7 @@ pub fn restore_group(wal: &Wal, group: GroupId) -> Result<RestoredState, Restore
     }
     Ok(RestoredState {
         hard_state,
+        snapshot: None,
         entries,
         applied: LogIndex(0),
     })
@@ -237,6 +244,8 @@ fn decode_entry(
     let kind = match stored.first() {
         Some(&TAG_NORMAL) => EntryKind::Normal,
         Some(&TAG_NOOP) => EntryKind::Noop,
+        Some(&TAG_CONFIGURATION) => EntryKind::Configuration,
+        Some(&TAG_VERIFY) => EntryKind::Verify,
         tag => {
             return Err(RestoreError::BadEntry {
                 group: group.0,

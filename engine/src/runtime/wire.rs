@@ -9,9 +9,9 @@
 //! smaller ones are copied inline.
 //!
 //! **Boundary:** no check of terms or indexes here: the core's `step` refuses what is
-//! malformed. Message kinds the core does not speak yet (snapshots, read-index forwarding,
-//! configuration entries: issue 6) are reported as [`WireError::Unsupported`] and dropped,
-//! never misread.
+//! malformed. Message kinds the core does not speak (read-index forwarding) are reported as
+//! [`WireError::Unsupported`] and dropped, never misread; so is a snapshot chunk whose
+//! configuration does not decode.
 
 use std::collections::BTreeMap;
 
@@ -21,9 +21,12 @@ use flotilla_net::{
     WireEntry, WireEntryKind,
 };
 
+use flotilla_net::SnapshotChunk as WireSnapshotChunk;
+
 use crate::raft::{
-    AppendEntries, AppendResponse, ConflictHint, Entry, EntryKind, Heartbeat, HeartbeatResponse,
-    LogIndex, Message, MessageBody, NodeId, PAYLOAD_INLINE_BYTES_MAX, Payload, Quiesce, Term,
+    AppendEntries, AppendResponse, Configuration, ConflictHint, Entry, EntryKind, Heartbeat,
+    HeartbeatResponse, InstallSnapshot, LogIndex, Message, MessageBody, NodeId,
+    PAYLOAD_INLINE_BYTES_MAX, Payload, Quiesce, SnapshotMeta, SnapshotResponse, Term, VerifyReport,
     VoteKind, VoteRequest, VoteResponse,
 };
 
@@ -138,6 +141,8 @@ fn to_wire(body: &MessageBody) -> WireBody {
                     kind: match entry.kind {
                         EntryKind::Normal => WireEntryKind::Normal,
                         EntryKind::Noop => WireEntryKind::Noop,
+                        EntryKind::Configuration => WireEntryKind::Config,
+                        EntryKind::Verify => WireEntryKind::Verify,
                     },
                     data: entry.data.to_bytes(),
                 })
@@ -170,6 +175,23 @@ fn to_wire(body: &MessageBody) -> WireBody {
         MessageBody::Quiesce(quiesce) => WireBody::Quiesce {
             commit: quiesce.commit.0,
             read_round: quiesce.read_round,
+        },
+        MessageBody::InstallSnapshot(chunk) => WireBody::SnapshotChunk(WireSnapshotChunk {
+            snapshot_index: chunk.meta.index.0,
+            snapshot_term: chunk.meta.term.0,
+            configuration: chunk.meta.configuration.encode().into(),
+            offset: chunk.offset,
+            total_bytes: chunk.total_bytes,
+            data: chunk.data.clone(),
+        }),
+        MessageBody::SnapshotResponse(response) => WireBody::SnapshotResponse {
+            snapshot_index: response.index.0,
+            next_offset: response.next_offset,
+            rejected: false,
+        },
+        MessageBody::VerifyReport(report) => WireBody::VerifyReport {
+            index: report.index.0,
+            hash: report.hash,
         },
         MessageBody::Heartbeat(_) | MessageBody::HeartbeatResponse(_) => {
             unreachable!("heartbeats are coalesced by the caller")
@@ -295,8 +317,38 @@ fn from_wire(
         }),
         ArchivedMessageBody::ReadIndex { .. } => return Err("ReadIndex"),
         ArchivedMessageBody::ReadIndexResponse { .. } => return Err("ReadIndexResponse"),
-        ArchivedMessageBody::SnapshotChunk(_) => return Err("SnapshotChunk"),
-        ArchivedMessageBody::SnapshotResponse { .. } => return Err("SnapshotResponse"),
+        ArchivedMessageBody::SnapshotChunk(chunk) => {
+            MessageBody::InstallSnapshot(InstallSnapshot {
+                meta: SnapshotMeta {
+                    index: LogIndex(chunk.snapshot_index.to_native()),
+                    term: Term(chunk.snapshot_term.to_native()),
+                    configuration: Configuration::decode(chunk.configuration.as_slice())
+                        .map_err(|_| "SnapshotChunk with a configuration that does not decode")?,
+                },
+                offset: chunk.offset.to_native(),
+                total_bytes: chunk.total_bytes.to_native(),
+                data: frame.slice_of(chunk.data.as_slice()),
+            })
+        }
+        ArchivedMessageBody::SnapshotResponse {
+            snapshot_index,
+            next_offset,
+            rejected,
+        } => {
+            if *rejected {
+                return Err("SnapshotResponse marked rejected");
+            }
+            MessageBody::SnapshotResponse(SnapshotResponse {
+                index: LogIndex(snapshot_index.to_native()),
+                next_offset: next_offset.to_native(),
+            })
+        }
+        ArchivedMessageBody::VerifyReport { index, hash } => {
+            MessageBody::VerifyReport(VerifyReport {
+                index: LogIndex(index.to_native()),
+                hash: hash.to_native(),
+            })
+        }
     })
 }
 
@@ -307,7 +359,8 @@ fn entry_from_wire(
     let kind = match entry.kind {
         ArchivedWireEntryKind::Normal => EntryKind::Normal,
         ArchivedWireEntryKind::Noop => EntryKind::Noop,
-        ArchivedWireEntryKind::Config => return Err("AppendEntries with a configuration entry"),
+        ArchivedWireEntryKind::Config => EntryKind::Configuration,
+        ArchivedWireEntryKind::Verify => EntryKind::Verify,
     };
     let data = if entry.data.len() <= PAYLOAD_INLINE_BYTES_MAX {
         Payload::from(entry.data.as_slice())

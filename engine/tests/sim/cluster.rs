@@ -1,6 +1,7 @@
 //! One simulated run: nodes × groups of real `RaftGroup`s, a network that drops, duplicates,
 //! delays (and so reorders) and partitions, disks whose unsynced writes a crash loses, clock
-//! drift, and clients doing puts, gets and compare-and-sets on a key-value state machine.
+//! drift, and clients doing puts, gets and compare-and-sets on a key-value state machine;
+//! snapshots, membership churn and consistency verification (`snapshots.rs`).
 //! Safety invariants are checked after every event; liveness and linearizability at the end.
 
 use std::collections::hash_map::DefaultHasher;
@@ -10,7 +11,7 @@ use std::hash::{Hash, Hasher};
 
 use flotilla::raft::{
     Config, Entry, HardState, LogIndex, Message, NodeId, RaftGroup, ReadyId, RestoredState, Role,
-    Term,
+    SnapshotInstall, SnapshotMeta, Term,
 };
 
 use crate::linearizability::Operation;
@@ -18,6 +19,7 @@ use crate::rng::Rng;
 
 mod clients;
 mod invariants;
+mod snapshots;
 
 /// Nominal tick length; each node's clock drifts from it.
 const TICK_US: u64 = 10_000;
@@ -71,6 +73,19 @@ struct Params {
     /// `Config::log_cache_entries_max`: small caches make leaders read evicted entries back
     /// from the simulated disk for lagging followers.
     log_cache_entries_max: usize,
+    /// Nodes beyond the initial voters, whose replicas start as joining ones (churn adds
+    /// them).
+    spare_nodes: u64,
+    /// Per mille of fault events that also ask a leader for a membership change.
+    churn_per_mille: u64,
+    /// Replicas snapshot every this many applied entries (0: never).
+    snapshot_every: u64,
+    /// `Config::compaction_tail_entries`.
+    compaction_tail: usize,
+    /// `Config::snapshot_chunk_bytes_max`.
+    snapshot_chunk_bytes: usize,
+    /// Per mille of fault events that also propose a verify entry.
+    verify_per_mille: u64,
 }
 
 enum Event {
@@ -104,6 +119,8 @@ enum Event {
 struct Write {
     id: ReadyId,
     hard_state: Option<HardState>,
+    /// A received snapshot to install, with its bytes.
+    install: Option<(SnapshotInstall, Vec<u8>)>,
     entries: Vec<Entry>,
     messages: Vec<Message>,
 }
@@ -111,7 +128,12 @@ struct Write {
 struct Replica {
     raft: RaftGroup,
     disk_hard_state: HardState,
+    /// The durable log (contiguous; its first entry follows the compaction point).
     disk_entries: Vec<Entry>,
+    /// The durable snapshot and its bytes.
+    disk_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Snapshot chunks received so far (lost on a crash).
+    staging: Vec<u8>,
     writes: VecDeque<Write>,
     last_write_done_us: u64,
     kv: BTreeMap<u64, u64>,
@@ -164,6 +186,11 @@ pub(crate) struct Totals {
     transfers: u64,
     quiesces: u64,
     fetches: u64,
+    changes: u64,
+    snapshots_taken: u64,
+    snapshot_chunks: u64,
+    snapshots_installed: u64,
+    verifications: u64,
 }
 
 impl Totals {
@@ -180,6 +207,11 @@ impl Totals {
         self.transfers += t.transfers;
         self.quiesces += t.quiesces;
         self.fetches += t.fetches;
+        self.changes += t.changes;
+        self.snapshots_taken += t.snapshots_taken;
+        self.snapshot_chunks += t.snapshot_chunks;
+        self.snapshots_installed += t.snapshots_installed;
+        self.verifications += t.verifications;
     }
 }
 
@@ -187,7 +219,7 @@ impl fmt::Display for Totals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} events, ops {} ok / {} unknown / {} refused-or-lost, {} leaders elected, {} crashes, {} partitions, {} transfers, {} leader quiesces, {} fetches of evicted entries",
+            "{} events, ops {} ok / {} unknown / {} refused-or-lost, {} leaders elected, {} crashes, {} partitions, {} transfers, {} leader quiesces, {} fetches of evicted entries, {} membership changes, {} snapshots taken, {} chunks read, {} installed, {} verifications",
             self.events,
             self.ops_ok,
             self.ops_unknown,
@@ -197,7 +229,12 @@ impl fmt::Display for Totals {
             self.partitions,
             self.transfers,
             self.quiesces,
-            self.fetches
+            self.fetches,
+            self.changes,
+            self.snapshots_taken,
+            self.snapshot_chunks,
+            self.snapshots_installed,
+            self.verifications
         )
     }
 }
@@ -281,6 +318,23 @@ impl Simulation {
                 Rng::new(seed ^ 0x4556_4943_5400).pick(&[1, 4, 64, 1024]),
             )
             .expect("small"),
+            spare_nodes: 0,
+            churn_per_mille: 0,
+            snapshot_every: 0,
+            compaction_tail: 0,
+            snapshot_chunk_bytes: 1,
+            verify_per_mille: 0,
+        };
+        // Membership, snapshots and verification: drawn from a third generator.
+        let mut membership = Rng::new(seed ^ 0x4d45_4d42_4552);
+        let params = Params {
+            spare_nodes: membership.pick(&[0, 1, 2]),
+            churn_per_mille: membership.pick(&[0, 300, 600]),
+            snapshot_every: membership.pick(&[0, 5, 20, 100]),
+            compaction_tail: usize::try_from(membership.pick(&[0, 3, 50])).expect("small"),
+            snapshot_chunk_bytes: usize::try_from(membership.pick(&[7, 64, 4096])).expect("small"),
+            verify_per_mille: membership.pick(&[0, 200]),
+            ..params
         };
         // Tiny messages split a new leader's old entries from its no-op (the Figure 8 setting);
         // with a window of one message as well, a lagging follower could not catch up within
@@ -317,7 +371,7 @@ impl Simulation {
             trace: std::env::var_os("SIM_TRACE").is_some(),
             params,
         };
-        for node in 0..simulation.params.nodes {
+        for node in 0..simulation.params.nodes + simulation.params.spare_nodes {
             let drift = simulation.rng.range(0, 2 * DRIFT_PER_MILLE_MAX + 1);
             let tick_us = TICK_US * (1000 - DRIFT_PER_MILLE_MAX + drift) / 1000;
             let node = usize::try_from(node).expect("small");
@@ -370,7 +424,12 @@ impl Simulation {
     }
 
     fn new_replica(&mut self, node: usize, group: usize, restored: RestoredState) -> Replica {
-        let voters: Vec<NodeId> = (0..self.params.nodes).map(|n| NodeId(n + 1)).collect();
+        // Spare nodes join later: their replicas learn the configuration from the leader.
+        let voters: Vec<NodeId> = if (node as u64) < self.params.nodes {
+            (0..self.params.nodes).map(|n| NodeId(n + 1)).collect()
+        } else {
+            Vec::new()
+        };
         let mut cfg = Config::new(Self::node_id(node), self.rng.next_u64());
         cfg.election_timeout_ticks = ELECTION_TIMEOUT_TICKS;
         cfg.heartbeat_interval_ticks = HEARTBEAT_INTERVAL_TICKS;
@@ -379,6 +438,10 @@ impl Simulation {
         cfg.append_entries_max = self.params.append_entries_max;
         cfg.quiesce_after_ticks = self.params.quiesce_after_ticks;
         cfg.log_cache_entries_max = self.params.log_cache_entries_max;
+        cfg.compaction_tail_entries = self.params.compaction_tail;
+        cfg.snapshot_chunk_bytes_max = self.params.snapshot_chunk_bytes;
+        cfg.learner_catch_up_lag_entries = 4;
+        cfg.verify_timeout_ticks = 4 * ELECTION_TIMEOUT_TICKS;
         let disk_hard_state = restored.hard_state;
         let disk_entries = restored.entries.clone();
         let raft = RaftGroup::new(cfg, &voters, restored).expect("valid simulator config");
@@ -387,6 +450,8 @@ impl Simulation {
             raft,
             disk_hard_state,
             disk_entries,
+            disk_snapshot: None,
+            staging: Vec::new(),
             writes: VecDeque::new(),
             last_write_done_us: 0,
             kv: BTreeMap::new(),
@@ -508,9 +573,16 @@ impl Simulation {
                 if let Some(hard_state) = write.hard_state {
                     replica.disk_hard_state = hard_state;
                 }
+                if let Some((install, bytes)) = write.install {
+                    let index = install.meta.index;
+                    replica
+                        .disk_entries
+                        .retain(|entry| install.keep_entries_after && entry.index > index);
+                    replica.disk_snapshot = Some((install.meta, bytes));
+                }
                 if let Some(first) = write.entries.first() {
-                    let keep = usize::try_from(first.index.0 - 1).expect("small");
-                    replica.disk_entries.truncate(keep);
+                    let first = first.index;
+                    replica.disk_entries.retain(|entry| entry.index < first);
                     replica.disk_entries.extend(write.entries);
                 }
                 replica.raft.on_persisted(write.id);
@@ -604,6 +676,44 @@ impl Simulation {
                 let fetched = flotilla::raft::fuzzing::answer_fetch(&replica.disk_entries, fetch);
                 replica.raft.on_fetched(fetch, fetched);
             }
+            for read in ready.snapshot_reads {
+                self.answer_snapshot_read(node, group, read);
+            }
+            self.check_verifications(group, ready.verifications);
+            let replica = &mut self.nodes[node].replicas[group];
+            for chunk in ready.snapshot_chunks {
+                if chunk.offset == 0 {
+                    replica.staging.clear();
+                }
+                if replica.staging.len() as u64 != chunk.offset {
+                    let staged = replica.staging.len();
+                    self.fail(format!(
+                        "snapshot chunk at {} after {staged} bytes",
+                        chunk.offset
+                    ));
+                    return;
+                }
+                replica.staging.extend_from_slice(&chunk.data);
+            }
+            let install = match ready.install_snapshot {
+                Some(install) => {
+                    let bytes = std::mem::take(&mut replica.staging);
+                    let Some(kv) = snapshots::decode_kv(&bytes) else {
+                        self.fail(format!(
+                            "installed snapshot of {} bytes does not decode",
+                            bytes.len()
+                        ));
+                        return;
+                    };
+                    // The state machine is restored before anything after it applies.
+                    replica.kv = kv;
+                    replica.applied = install.meta.index;
+                    let (index, term) = (install.meta.index, install.meta.term);
+                    self.snapshot_installed(node, group, index, term);
+                    Some((install, bytes))
+                }
+                None => None,
+            };
             let election_timeout_us = u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
             let delay = if self.faults_on && self.rng.chance(self.params.slow_write_per_mille) {
                 self.rng.range(election_timeout_us, 3 * election_timeout_us)
@@ -617,6 +727,7 @@ impl Simulation {
             replica.writes.push_back(Write {
                 id: ready.id,
                 hard_state: ready.hard_state,
+                install,
                 entries: ready.entries,
                 messages: ready.persisted_messages,
             });
@@ -639,6 +750,7 @@ impl Simulation {
             for read in ready.read_states {
                 self.complete_read(node, group, read.ctx, read.result);
             }
+            self.maybe_snapshot(node, group);
         }
         self.check_replica(node, group);
     }
@@ -731,6 +843,10 @@ impl Simulation {
                 _ => {} // Heal.
             }
         }
+        if self.rng.chance(self.params.churn_per_mille) {
+            self.churn();
+        }
+        self.maybe_verify();
         if self.rng.chance(self.params.transfer_per_mille) {
             // Leadership transfer to a random voter, on a random group.
             let group = usize::try_from(self.rng.range(0, self.params.groups)).expect("small");
@@ -739,7 +855,12 @@ impl Simulation {
                 self.nodes[n].alive
                     && self.nodes[n].replicas[group].raft.status().role == Role::Leader
             });
-            if let Some(leader) = leader {
+            if let Some(leader) = leader
+                && self.nodes[leader].replicas[group]
+                    .raft
+                    .configuration()
+                    .is_voter(to)
+            {
                 self.totals.transfers += 1;
                 self.nodes[leader].replicas[group]
                     .raft
@@ -789,12 +910,31 @@ impl Simulation {
         let groups = self.nodes[node].replicas.len();
         for group in 0..groups {
             let replica = &self.nodes[node].replicas[group];
+            let snapshot = replica.disk_snapshot.clone();
+            let snapshot_index = snapshot
+                .as_ref()
+                .map_or(LogIndex(0), |(meta, _)| meta.index);
             let restored = RestoredState {
                 hard_state: replica.disk_hard_state,
-                entries: replica.disk_entries.clone(),
-                applied: LogIndex(0),
+                snapshot: snapshot.as_ref().map(|(meta, _)| meta.clone()),
+                entries: replica
+                    .disk_entries
+                    .iter()
+                    .filter(|entry| entry.index > snapshot_index)
+                    .cloned()
+                    .collect(),
+                applied: snapshot_index,
             };
-            let fresh = self.new_replica(node, group, restored);
+            let disk_entries = replica.disk_entries.clone();
+            let mut fresh = self.new_replica(node, group, restored);
+            // The disk stays as it was (the tail below the snapshot included); the map
+            // restarts from the snapshot.
+            fresh.disk_entries = disk_entries;
+            if let Some((_, bytes)) = &snapshot {
+                fresh.kv = snapshots::decode_kv(bytes).expect("a snapshot this simulator wrote");
+                fresh.applied = snapshot_index;
+            }
+            fresh.disk_snapshot = snapshot;
             self.nodes[node].replicas[group] = fresh;
         }
         let state = &mut self.nodes[node];

@@ -90,8 +90,7 @@ pub(crate) fn every_kind_batch() -> MessageBatch {
         MessageBody::SnapshotChunk(SnapshotChunk {
             snapshot_index: 100,
             snapshot_term: 4,
-            voters: vec![1, 2, 3],
-            learners: vec![4],
+            configuration: Bytes::from_static(&[1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
             offset: 4096,
             total_bytes: 10_000,
             data: Bytes::from(vec![0xAB; 4096]),
@@ -274,10 +273,10 @@ fn the_worked_example_in_formats_md_is_exact() {
     let mut frame = encode_batch(&batch, AlignedVec::new(), 1024).expect("fits");
     frame.stamp(1);
     let expected: [u64; 13] = [
-        0x0001_0001_4e54_4c46, // "FLTN", version 1, kind 1, flags 0
+        0x0001_0002_4e54_4c46, // "FLTN", version 2, kind 1, flags 0
         0x0386_dda8_0000_0048, // body_len 72, body_crc
         0x0000_0000_0000_0001, // seq 1
-        0x3603_7aa5_0000_0000, // reserved, header_crc
+        0x6e1d_d38d_0000_0000, // reserved, header_crc
         7,                     // heartbeats[0]: group
         3,                     // term
         10,                    // commit

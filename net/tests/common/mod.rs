@@ -123,8 +123,7 @@ pub(crate) fn chunk_batch(group: u64, bytes: usize) -> MessageBatch {
         body: MessageBody::SnapshotChunk(SnapshotChunk {
             snapshot_index: 10,
             snapshot_term: 1,
-            voters: vec![1, 2, 3],
-            learners: vec![],
+            configuration: Bytes::from_static(&[1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
             offset: 0,
             total_bytes: bytes as u64,
             data: Bytes::from(vec![0x5A; bytes]),

@@ -304,15 +304,15 @@ fn errors_are_values_for_refused_proposals_and_bad_messages() {
         network.node(1).propose(Bytes::from_static(b"x")),
         Err(ProposeError::GroupStopping)
     );
-    let stranger = Message {
-        from: NodeId(9),
+    let from_itself = Message {
+        from: NodeId(1),
         to: NodeId(1),
         term: Term(99),
         body: MessageBody::TimeoutNow,
     };
     assert_eq!(
-        network.node(1).step(stranger),
-        Err(StepError::UnknownPeer(NodeId(9)))
+        network.node(1).step(from_itself),
+        Err(StepError::UnknownPeer(NodeId(1)))
     );
     let misrouted = Message {
         from: NodeId(2),

@@ -6,5 +6,6 @@ mod eviction;
 mod figure2;
 mod figures_7_8;
 mod liveness_rules;
+mod membership;
 mod network;
 mod quiescence;

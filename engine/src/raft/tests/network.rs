@@ -1,13 +1,15 @@
 //! A tiny synchronous network for the core's unit tests: replicas in a map, messages in a
 //! queue, links that can be cut, instant persistence kept per node so a node can be
-//! restarted from exactly what it made durable.
+//! restarted from exactly what it made durable. A node's state machine is the list of
+//! entries it applied; its snapshots are that list, encoded, and verify entries hash it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
 use crate::raft::{
-    Config, Entry, HardState, Message, NodeId, Proposed, RaftGroup, RestoredState, Role,
+    Config, Entry, EntryKind, HardState, LogIndex, Message, NodeId, Proposed, RaftGroup,
+    RestoredState, Role, SnapshotChunkData, SnapshotMeta, Term, Verification,
 };
 
 /// Decides which messages the network drops.
@@ -18,6 +20,53 @@ pub(crate) type DropFilter = Box<dyn Fn(&Message) -> bool>;
 pub(crate) struct Disk {
     pub(crate) hard_state: HardState,
     pub(crate) entries: Vec<Entry>,
+    /// The latest snapshot and its bytes.
+    pub(crate) snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+}
+
+/// A state machine's snapshot: the entries it applied, encoded.
+fn encode_applied(applied: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in applied
+        .iter()
+        .filter(|entry| entry.kind == EntryKind::Normal)
+    {
+        out.extend_from_slice(&entry.index.0.to_le_bytes());
+        out.extend_from_slice(&entry.term.0.to_le_bytes());
+        out.extend_from_slice(&(entry.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&entry.data);
+    }
+    out
+}
+
+fn decode_applied(mut bytes: &[u8]) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    while !bytes.is_empty() {
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
+        let (index, term) = (word(0), word(8));
+        let len = u32::from_le_bytes(bytes[16..20].try_into().expect("4")) as usize;
+        entries.push(Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            kind: EntryKind::Normal,
+            data: bytes[20..20 + len].to_vec().into(),
+        });
+        bytes = &bytes[20 + len..];
+    }
+    entries
+}
+
+/// The hash a node reports for a verify entry: of the payloads it applied.
+pub(crate) fn state_hash(applied: &[Entry]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for entry in applied
+        .iter()
+        .filter(|entry| entry.kind == EntryKind::Normal)
+    {
+        entry.data.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 pub(crate) struct Network {
@@ -35,6 +84,16 @@ pub(crate) struct Network {
     pub(crate) drop_if: Option<DropFilter>,
     /// Fetches of evicted entries fail (the driver's storage cannot read them).
     pub(crate) fetches_fail: bool,
+    /// Nodes created as joining replicas (no bootstrap voters).
+    pub(crate) joiners: BTreeSet<NodeId>,
+    /// Snapshot chunks received per node.
+    pub(crate) staging: BTreeMap<NodeId, Vec<u8>>,
+    /// Verifications released, with the node that released them.
+    pub(crate) verifications: Vec<(NodeId, Verification)>,
+    /// Snapshots installed, by node.
+    pub(crate) installs: Vec<(NodeId, LogIndex)>,
+    /// The bootstrap voters.
+    bootstrap: u64,
     configure: fn(&mut Config),
 }
 
@@ -67,6 +126,11 @@ impl Network {
             read_states: Vec::new(),
             drop_if: None,
             fetches_fail: false,
+            joiners: BTreeSet::new(),
+            staging: BTreeMap::new(),
+            verifications: Vec::new(),
+            installs: Vec::new(),
+            bootstrap: count,
             configure,
         };
         for &id in &voters {
@@ -104,6 +168,7 @@ impl Network {
                 Disk {
                     hard_state,
                     entries,
+                    snapshot: None,
                 },
             );
             network.restart(id);
@@ -121,22 +186,64 @@ impl Network {
             .collect()
     }
 
-    /// (Re)creates `id` from its disk; its state machine restarts empty.
+    /// (Re)creates `id` from its disk; its state machine restarts from its snapshot (empty
+    /// without one).
     pub(crate) fn restart(&mut self, id: NodeId) {
-        let voters = ids(self.disks.len() as u64);
+        let voters = if self.joiners.contains(&id) {
+            Vec::new()
+        } else {
+            ids(self.bootstrap)
+        };
         let mut cfg = config(id);
         (self.configure)(&mut cfg);
         let disk = self.disks[&id].clone();
+        let snapshot_index = disk
+            .snapshot
+            .as_ref()
+            .map_or(LogIndex(0), |(meta, _)| meta.index);
         let restored = RestoredState {
             hard_state: disk.hard_state,
-            entries: disk.entries,
-            applied: crate::raft::LogIndex(0),
+            snapshot: disk.snapshot.as_ref().map(|(meta, _)| meta.clone()),
+            entries: disk
+                .entries
+                .into_iter()
+                .filter(|entry| entry.index > snapshot_index)
+                .collect(),
+            applied: snapshot_index,
         };
         self.nodes.insert(
             id,
             RaftGroup::new(cfg, &voters, restored).expect("valid test config"),
         );
-        self.applied.insert(id, Vec::new());
+        let applied = disk
+            .snapshot
+            .map_or_else(Vec::new, |(_, bytes)| decode_applied(&bytes));
+        self.applied.insert(id, applied);
+    }
+
+    /// Starts a replica of the group on a new node `id`, joining: it knows no
+    /// configuration until the leader's log or snapshot tells it.
+    pub(crate) fn add_node(&mut self, id: u64) {
+        let id = NodeId(id);
+        self.joiners.insert(id);
+        self.disks.insert(id, Disk::default());
+        self.restart(id);
+    }
+
+    /// `id` snapshots its state machine at its applied index and compacts.
+    pub(crate) fn compact(&mut self, id: u64) -> crate::raft::Compaction {
+        let id = NodeId(id);
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let applied = node.status().applied;
+        let compaction = node
+            .compact(applied)
+            .expect("compaction at the applied index");
+        let bytes = encode_applied(&self.applied[&id]);
+        let disk = self.disks.get_mut(&id).expect("disk exists");
+        let through = compaction.log_compacted_through;
+        disk.entries.retain(|entry| entry.index > through);
+        disk.snapshot = Some((compaction.snapshot.clone(), bytes));
+        compaction
     }
 
     pub(crate) fn node(&mut self, id: u64) -> &mut RaftGroup {
@@ -152,12 +259,49 @@ impl Network {
             if let Some(hard_state) = ready.hard_state {
                 disk.hard_state = hard_state;
             }
+            let staging = self.staging.entry(id).or_default();
+            for chunk in &ready.snapshot_chunks {
+                if chunk.offset == 0 {
+                    staging.clear();
+                }
+                assert_eq!(staging.len() as u64, chunk.offset, "chunks stored in order");
+                staging.extend_from_slice(&chunk.data);
+            }
+            if let Some(install) = &ready.install_snapshot {
+                let bytes = std::mem::take(staging);
+                let index = install.meta.index;
+                disk.entries
+                    .retain(|entry| install.keep_entries_after && entry.index > index);
+                // The state machine is restored before the Ready's entries apply.
+                self.applied.insert(id, decode_applied(&bytes));
+                disk.snapshot = Some((install.meta.clone(), bytes));
+                self.installs.push((id, index));
+            }
             if let Some(first) = ready.entries.first() {
-                let keep = usize::try_from(first.index.0 - 1).expect("small test logs");
-                disk.entries.truncate(keep);
+                let first = first.index;
+                disk.entries.retain(|entry| entry.index < first);
                 disk.entries.extend(ready.entries.iter().cloned());
             }
             node.on_persisted(ready.id);
+            for read in ready.snapshot_reads {
+                let chunk = disk
+                    .snapshot
+                    .as_ref()
+                    .filter(|(meta, _)| meta.index == read.index)
+                    .map(|(_, bytes)| {
+                        let start = usize::try_from(read.offset)
+                            .expect("small")
+                            .min(bytes.len());
+                        let end = (start + read.bytes_max).min(bytes.len());
+                        SnapshotChunkData {
+                            data: Bytes::copy_from_slice(&bytes[start..end]),
+                            total_bytes: bytes.len() as u64,
+                        }
+                    });
+                node.on_snapshot_read(read, chunk);
+            }
+            self.verifications
+                .extend(ready.verifications.into_iter().map(|done| (id, done)));
             self.queue.extend(ready.persisted_messages);
             // Evicted entries come back from the disk, as a driver reads its log.
             for fetch in ready.fetches {
@@ -174,10 +318,14 @@ impl Network {
                 .extend(ready.read_states.into_iter().map(|read| (id, read)));
             if let Some(last) = ready.committed_entries.last() {
                 let last_index = last.index;
-                self.applied
-                    .get_mut(&id)
-                    .expect("applied exists")
-                    .extend(ready.committed_entries);
+                let applied = self.applied.get_mut(&id).expect("applied exists");
+                for entry in ready.committed_entries {
+                    let verify = (entry.kind == EntryKind::Verify).then_some(entry.index);
+                    applied.push(entry);
+                    if let Some(index) = verify {
+                        node.on_state_hash(index, state_hash(applied));
+                    }
+                }
                 node.on_applied(last_index);
             }
         }
@@ -304,11 +452,12 @@ impl Network {
             .count()
     }
 
-    /// The payloads `id` applied, in order (no-ops skipped).
+    /// The payloads `id` applied, in order (no-ops, configurations and verify entries
+    /// skipped).
     pub(crate) fn applied_data(&self, id: u64) -> Vec<&[u8]> {
         self.applied[&NodeId(id)]
             .iter()
-            .filter(|entry| !entry.data.is_empty())
+            .filter(|entry| entry.kind == EntryKind::Normal && !entry.data.is_empty())
             .map(|entry| entry.data.as_ref())
             .collect()
     }

@@ -8,17 +8,21 @@ use flotilla_net::Transport;
 
 use super::{
     Completion, CreateGroupError, ReadCompletion, Shard, ShardProposeError, ShardRequestError,
-    Slot, Superseded,
+    Slot, Unapplied,
 };
-use crate::raft::{Config, LogIndex, NodeId, Proposed, RaftGroup, ReadMode, Status, Term};
+use crate::raft::{
+    Config, Configuration, LogIndex, MembershipChange, NodeId, Proposed, RaftGroup, ReadMode,
+    Status, Term, Verification,
+};
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::storage::restore_group;
 use crate::runtime::wire::GroupId;
 
 impl<T: Transport, M: StateMachine> Shard<T, M> {
-    /// Adds the replica of `group` whose members are `voters`, restored from the log if the
-    /// log knows the group. `machine` must be empty: the group's committed log is applied to
-    /// it again from the start (no snapshots yet, issue 6).
+    /// Adds the replica of `group` whose bootstrap members are `voters` (none: a replica
+    /// joining the group, which learns its configuration from the leader), restored from
+    /// the log if the log knows the group. `machine` must be empty: the group's committed
+    /// log is applied to it again from the start (the engine does not snapshot yet).
     pub fn create_group(
         &mut self,
         group: GroupId,
@@ -90,7 +94,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                     index: proposed.index,
                     term: older,
                 },
-                outcome: Err(Superseded),
+                outcome: Err(Unapplied::Superseded),
             });
         }
         Ok(proposed)
@@ -163,6 +167,80 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         let started = slot.raft.transfer_leader(to);
         slot.touch(group, &mut self.ticking, &mut self.dirty);
         started.map_err(ShardRequestError::Transfer)
+    }
+
+    /// Proposes `changes` to `group`'s membership (its replica here must lead). Like a
+    /// proposal, the outcome arrives through [`Shard::take_completions`] once the
+    /// configuration entry is applied here (an empty result), or as superseded.
+    pub fn change_membership(
+        &mut self,
+        group: GroupId,
+        changes: &[MembershipChange],
+    ) -> Result<Proposed, ShardRequestError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ShardRequestError::UnknownGroup(group))?;
+        let proposed = slot.raft.propose_change(changes);
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        let proposed = proposed?;
+        for change in changes {
+            if change.node() != self.config.id {
+                self.liveness.add_peer(change.node());
+            }
+        }
+        slot.waiting.insert(proposed.index, proposed.term);
+        Ok(proposed)
+    }
+
+    /// Adds `node` to `group` as a voter, the safe way: as a learner first, promoted by the
+    /// leader here once caught up (`RaftGroup::add_voter`). Returns once the learner is
+    /// appended; [`Shard::configuration`] shows the promotion.
+    pub fn add_voter(&mut self, group: GroupId, node: NodeId) -> Result<(), ShardRequestError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ShardRequestError::UnknownGroup(group))?;
+        let added = slot.raft.add_voter(node);
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        added?;
+        if node != self.config.id {
+            self.liveness.add_peer(node);
+        }
+        Ok(())
+    }
+
+    /// The configuration in force on `group`'s replica here.
+    pub fn configuration(&self, group: GroupId) -> Option<Configuration> {
+        self.groups
+            .get(&group)
+            .map(|slot| slot.raft.configuration().clone())
+    }
+
+    /// Proposes a verify entry to `group` (its replica here must lead); the leader's
+    /// verdict arrives through [`Shard::take_verifications`].
+    pub fn verify(&mut self, group: GroupId) -> Result<Proposed, ShardRequestError> {
+        let slot = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ShardRequestError::UnknownGroup(group))?;
+        let proposed = slot.raft.propose_verify();
+        slot.touch(group, &mut self.ticking, &mut self.dirty);
+        Ok(proposed?)
+    }
+
+    /// Moves the verifications finished since the last call into `out`.
+    pub fn take_verifications(&mut self, out: &mut Vec<(GroupId, Verification)>) {
+        out.append(&mut self.verifications);
+    }
+
+    /// Runs `corrupt` on `group`'s state machine here, outside the log: a test hook that
+    /// makes this replica diverge, for consistency verification to find.
+    #[doc(hidden)]
+    pub fn corrupt_for_tests(&mut self, group: GroupId, corrupt: impl FnOnce(&mut M)) {
+        if let Some(slot) = self.groups.get_mut(&group) {
+            corrupt(&mut slot.machine);
+        }
     }
 
     /// Moves the reads answered since the last call into `out`.

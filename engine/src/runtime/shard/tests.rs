@@ -267,7 +267,7 @@ fn a_partitioned_minority_commits_nothing_and_healing_converges() {
     assert!(
         healed
             .iter()
-            .all(|completion| completion.outcome == Err(Superseded))
+            .all(|completion| completion.outcome == Err(Unapplied::Superseded))
     );
     for group in 0..GROUPS {
         assert!(shards.iter().all(|shard| {

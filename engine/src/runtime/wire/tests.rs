@@ -39,6 +39,8 @@ fn every_kind(to: u64) -> Vec<Message> {
                     entry(5, EntryKind::Noop, 0),
                     entry(6, EntryKind::Normal, 10),
                     entry(7, EntryKind::Normal, 300),
+                    entry(8, EntryKind::Verify, 0),
+                    entry(9, EntryKind::Configuration, 28),
                 ],
                 commit: LogIndex(4),
             }),
@@ -102,6 +104,38 @@ fn every_kind(to: u64) -> Vec<Message> {
             }),
         ),
         message(to, MessageBody::TimeoutNow),
+        message(
+            to,
+            MessageBody::InstallSnapshot(crate::raft::InstallSnapshot {
+                meta: crate::raft::SnapshotMeta {
+                    index: LogIndex(40),
+                    term: Term(2),
+                    configuration: crate::raft::Configuration::with_sets(
+                        &[NodeId(1), NodeId(2), NodeId(4)],
+                        &[NodeId(1), NodeId(2), NodeId(3)],
+                        &[NodeId(7)],
+                    )
+                    .expect("valid"),
+                },
+                offset: 4096,
+                total_bytes: 9000,
+                data: bytes::Bytes::from(vec![5u8; 100]),
+            }),
+        ),
+        message(
+            to,
+            MessageBody::SnapshotResponse(crate::raft::SnapshotResponse {
+                index: LogIndex(40),
+                next_offset: 4196,
+            }),
+        ),
+        message(
+            to,
+            MessageBody::VerifyReport(crate::raft::VerifyReport {
+                index: LogIndex(41),
+                hash: u64::MAX - 3,
+            }),
+        ),
         message(
             to,
             MessageBody::Heartbeat(Heartbeat {
@@ -242,8 +276,7 @@ fn kinds_the_core_does_not_speak_are_reported_and_dropped() {
         body: WireBody::SnapshotChunk(SnapshotChunk {
             snapshot_index: 1,
             snapshot_term: 1,
-            voters: vec![1],
-            learners: vec![],
+            configuration: bytes::Bytes::from_static(b"not a configuration"),
             offset: 0,
             total_bytes: 1,
             data: bytes::Bytes::from_static(b"x"),
@@ -252,16 +285,10 @@ fn kinds_the_core_does_not_speak_are_reported_and_dropped() {
     batch.messages.push(GroupMessage {
         group: 7,
         term: 1,
-        body: WireBody::AppendEntries {
-            prev_index: 0,
-            prev_term: 0,
-            commit: 0,
-            entries: vec![WireEntry {
-                index: 1,
-                term: 1,
-                kind: WireEntryKind::Config,
-                data: bytes::Bytes::new(),
-            }],
+        body: WireBody::SnapshotResponse {
+            snapshot_index: 3,
+            next_offset: 0,
+            rejected: true,
         },
     });
     batch.messages.push(GroupMessage {
@@ -293,11 +320,11 @@ fn kinds_the_core_does_not_speak_are_reported_and_dropped() {
             },
             WireError::Unsupported {
                 group: 6,
-                kind: "SnapshotChunk"
+                kind: "SnapshotChunk with a configuration that does not decode"
             },
             WireError::Unsupported {
                 group: 7,
-                kind: "AppendEntries with a configuration entry"
+                kind: "SnapshotResponse marked rejected"
             },
         ]
     );

@@ -90,7 +90,12 @@ impl Simulation {
         replica.applied = entry.index;
         let output = match entry.kind {
             EntryKind::Normal => Some(apply(&mut replica.kv, &entry.data)),
-            EntryKind::Noop => None,
+            EntryKind::Noop | EntryKind::Configuration => None,
+            EntryKind::Verify => {
+                let hash = super::snapshots::kv_hash(&replica.kv);
+                replica.raft.on_state_hash(entry.index, hash);
+                None
+            }
         };
         let incarnation = self.nodes[node].incarnation;
         for client in 0..self.clients.len() {
@@ -178,12 +183,37 @@ impl Simulation {
         }
     }
 
+    /// Whether `node` is a member of `group` as its newest leader sees it (an oracle; a
+    /// removed node may never learn it was removed). True when there is no leader.
+    fn member_now(&self, group: usize, node: usize) -> bool {
+        let leader = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive)
+            .map(|n| &n.replicas[group].raft)
+            .filter(|raft| raft.is_leader())
+            .max_by_key(|raft| raft.status().term);
+        leader.is_none_or(|raft| raft.configuration().contains(Self::node_id(node)))
+    }
+
     pub(super) fn client_step(&mut self, client: usize) {
         let quiet = self.now_us + CLIENT_QUIET_US > self.params.fault_phase_us + LIVENESS_US;
         let next = self.now_us + self.rng.range(1_000, 30_000);
-        if let Some((slot, _)) = &self.clients[client].pending {
+        if let Some((slot, pending)) = &self.clients[client].pending {
             let slot = *slot;
-            if self.faults_on && self.now_us - self.history_invoked_us[slot] > CLIENT_TIMEOUT_US {
+            let group = self.clients[client].group;
+            let removed = match pending {
+                Pending::Write { node, .. } => !self.member_now(group, *node),
+                Pending::Read { .. } => false,
+            };
+            if removed {
+                // The node it waits on left the group and may never apply what comes next:
+                // the client hears nothing more (outcome unknown), as from a real driver
+                // that times out.
+                self.clients[client].pending = None;
+            } else if self.faults_on
+                && self.now_us - self.history_invoked_us[slot] > CLIENT_TIMEOUT_US
+            {
                 // Give up: the outcome is unknown (a read is simply dropped).
                 if self.history[slot].input == Input::Get {
                     self.history_void[slot] = true;

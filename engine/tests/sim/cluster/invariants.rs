@@ -93,11 +93,16 @@ impl Simulation {
             // below T. An entry applied when no leader above term B had been elected was
             // committed in a term at most B, so a new leader of a term above B must hold it.
             // (A leader of an older term may still be elected late, without it.)
+            // Entries below the log's base are in its snapshot, which holds only committed
+            // (hence, by State Machine Safety, the same) entries.
             let raft = &self.nodes[node].replicas[group].raft;
+            let (base, _) = raft.log_base();
             let missing = self.applied_global[group]
                 .iter()
                 .find(|(index, (term, _, bound))| {
-                    status.term > *bound && raft.entry_term(**index) != Some(*term)
+                    **index >= base
+                        && status.term > *bound
+                        && raft.entry_term(**index) != Some(*term)
                 });
             if let Some((index, (term, _, _))) = missing {
                 let message = format!(
@@ -108,15 +113,29 @@ impl Simulation {
         }
     }
 
-    /// After faults stop: one leader per group that everyone follows, every operation
-    /// finished, every replica applied the same prefix.
+    /// After faults stop: one leader per group that every member of its configuration
+    /// follows, every operation finished, every member applied the same prefix, and no
+    /// group left in a joint configuration.
     pub(super) fn check_liveness(&mut self) {
         for (client, state) in self.clients.iter().enumerate() {
-            if let Some((slot, _)) = &state.pending {
+            if let Some((slot, pending)) = &state.pending {
                 let (input, invoked_us) =
                     (self.history[*slot].input, self.history_invoked_us[*slot]);
+                let at = match pending {
+                    super::Pending::Write {
+                        node, index, term, ..
+                    } => {
+                        let raft = &self.nodes[*node].replicas[state.group].raft;
+                        format!(
+                            "write {index:?}@{term:?} at node {node}: {:?}, {:?}",
+                            raft.status(),
+                            raft.configuration()
+                        )
+                    }
+                    super::Pending::Read { node, ctx } => format!("read {ctx} at node {node}"),
+                };
                 self.fail(format!(
-                    "liveness: client {client} operation {input:?} invoked at {invoked_us} µs still pending {} µs after faults stopped",
+                    "liveness: client {client} operation {input:?} invoked at {invoked_us} µs still pending {} µs after faults stopped ({at})",
                     LIVENESS_US
                 ));
                 return;
@@ -136,16 +155,37 @@ impl Simulation {
                 ));
                 return;
             };
-            for status in &statuses {
+            let leader_node = usize::try_from(leader.id.0 - 1).expect("small");
+            let configuration = self.nodes[leader_node].replicas[group]
+                .raft
+                .configuration()
+                .clone();
+            if configuration.is_joint() {
+                self.fail(format!(
+                    "liveness: group {group} is still joint {} µs after faults stopped: {configuration:?}",
+                    LIVENESS_US
+                ));
+                return;
+            }
+            for status in statuses.iter().filter(|s| configuration.contains(s.id)) {
                 if status.leader != Some(leader.id) || status.applied != leader.commit {
                     let leader_node = usize::try_from(leader.id.0 - 1).expect("small");
                     let progress = self.nodes[leader_node].replicas[group]
                         .raft
                         .progress(status.id)
                         .cloned();
+                    let replica = &self.nodes[usize::try_from(status.id.0 - 1).expect("small")]
+                        .replicas[group]
+                        .raft;
+                    let detail = format!(
+                        "leader quiesced {}, configuration {configuration:?}; replica quiesced {}, configuration {:?}",
+                        self.nodes[leader_node].replicas[group].raft.is_quiesced(),
+                        replica.is_quiesced(),
+                        replica.configuration()
+                    );
                     self.fail(format!(
                         "liveness: group {group} did not converge: leader {leader:?}, replica {status:?}, \
-                         leader's progress for it {progress:?}"
+                         leader's progress for it {progress:?}; {detail}"
                     ));
                     return;
                 }
