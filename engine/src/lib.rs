@@ -65,5 +65,6 @@ pub mod runtime;
 
 pub use api::{
     Answer, BatchProposal, BuildError, Engine, EngineBuilder, Metrics,
-    PROPOSAL_BUDGET_BYTES_DEFAULT, Proposal, RequestError, ShardMetrics,
+    PROPOSAL_BUDGET_BYTES_DEFAULT, Proposal, RequestError, SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+    ShardMetrics,
 };

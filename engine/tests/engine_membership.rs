@@ -15,8 +15,47 @@ use flotilla::{Engine, EngineBuilder, RequestError};
 
 const GROUP: GroupId = GroupId(1);
 
-/// Five engines that all know each other; the group starts on the first three.
-fn five_nodes() -> (Vec<tempfile::TempDir>, Vec<Engine<KvMap>>) {
+/// Starts node `k + 1` of the five, keeping its state in `dir`.
+fn start(
+    k: usize,
+    addrs: &[std::net::SocketAddr],
+    dir: &std::path::Path,
+    snapshot_every: u64,
+) -> Engine<KvMap> {
+    let mut raft = cluster::raft_config();
+    raft.compaction_tail_entries = 5;
+    raft.snapshot_chunk_bytes_max = 64;
+    let mut builder = EngineBuilder::new(NodeId(k as u64 + 1), 0xBEEF, dir, addrs[k])
+        .shards(1)
+        .tick(Duration::from_millis(2))
+        .raft_config(raft)
+        .snapshot_every_entries(snapshot_every);
+    for (other, &addr) in addrs.iter().enumerate() {
+        if other != k {
+            builder = builder.peer(NodeId(other as u64 + 1), addr);
+        }
+    }
+    builder.start().expect("the node starts")
+}
+
+/// Creates the group on node `k + 1`: the first three bootstrap it, the others join.
+fn create(engine: &Engine<KvMap>, k: usize) {
+    let bootstrap = [NodeId(1), NodeId(2), NodeId(3)];
+    let members: &[NodeId] = if k < 3 { &bootstrap } else { &[] };
+    engine
+        .create_group(GROUP, members, KvMap::default())
+        .expect("group created");
+}
+
+/// Five engines that all know each other, snapshotting every `snapshot_every` entries;
+/// the group starts on the first three.
+fn five_nodes_snapshotting(
+    snapshot_every: u64,
+) -> (
+    Vec<tempfile::TempDir>,
+    Vec<std::net::SocketAddr>,
+    Vec<Engine<KvMap>>,
+) {
     let listeners: Vec<_> = (0..5)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
         .collect();
@@ -29,27 +68,17 @@ fn five_nodes() -> (Vec<tempfile::TempDir>, Vec<Engine<KvMap>>) {
         .map(|_| tempfile::tempdir().expect("directory"))
         .collect();
     let engines: Vec<Engine<KvMap>> = (0..5)
-        .map(|k| {
-            let mut builder =
-                EngineBuilder::new(NodeId(k as u64 + 1), 0xBEEF, dirs[k].path(), addrs[k])
-                    .shards(1)
-                    .tick(Duration::from_millis(2))
-                    .raft_config(cluster::raft_config());
-            for (other, &addr) in addrs.iter().enumerate() {
-                if other != k {
-                    builder = builder.peer(NodeId(other as u64 + 1), addr);
-                }
-            }
-            builder.start().expect("the node starts")
-        })
+        .map(|k| start(k, &addrs, dirs[k].path(), snapshot_every))
         .collect();
-    let bootstrap = [NodeId(1), NodeId(2), NodeId(3)];
     for (k, engine) in engines.iter().enumerate() {
-        let members: &[NodeId] = if k < 3 { &bootstrap } else { &[] };
-        engine
-            .create_group(GROUP, members, KvMap::default())
-            .expect("group created");
+        create(engine, k);
     }
+    (dirs, addrs, engines)
+}
+
+/// Five engines (no snapshots); the group starts on the first three.
+fn five_nodes() -> (Vec<tempfile::TempDir>, Vec<Engine<KvMap>>) {
+    let (dirs, _, engines) = five_nodes_snapshotting(0);
     (dirs, engines)
 }
 
@@ -276,6 +305,52 @@ fn replacing_a_failed_node_under_load() {
     match verify(&engines) {
         Verification::Consistent { replicas, .. } => {
             assert_eq!(replicas, vec![NodeId(1), NodeId(2), NodeId(4)]);
+        }
+        other => panic!("expected consistent: {other:?}"),
+    }
+}
+
+#[test]
+fn a_new_node_joins_from_a_snapshot_and_a_restarted_node_restores_from_its_own() {
+    let (dirs, addrs, mut engines) = five_nodes_snapshotting(20);
+    for k in 0..200u64 {
+        cluster::propose(&engines, GROUP, &KvMap::set_command(&k.to_le_bytes(), b"v"));
+    }
+    let taken: u64 = engines[..3]
+        .iter()
+        .flat_map(Engine::stats)
+        .map(|s| s.snapshots_taken)
+        .sum();
+    assert!(taken >= 3, "snapshots taken: {taken}");
+    // Node 4 needs entries the leader compacted long ago: it gets the snapshot.
+    for _ in 0..5_000 {
+        let k = leader(&engines);
+        match engines[k].add_voter(GROUP, NodeId(4)) {
+            Ok(()) => break,
+            Err(RequestError::NotLeader { .. }) => {}
+            Err(RequestError::Refused(_)) => std::thread::sleep(Duration::from_millis(2)),
+            Err(error) => panic!("add_voter failed: {error}"),
+        }
+    }
+    wait_voters(&engines, &[1, 2, 3, 4]);
+    let installed: u64 = engines[3]
+        .stats()
+        .iter()
+        .map(|s| s.snapshots_installed)
+        .sum();
+    assert!(installed >= 1, "node 4 installed no snapshot");
+    cluster::wait_converged(&engines[..4], GROUP, &199u64.to_le_bytes(), b"v");
+    // Node 2 restarts from its snapshot and the log after it.
+    let k = if leader(&engines) == 1 { 2 } else { 1 };
+    engines[k].shutdown();
+    let restarted = start(k, &addrs, dirs[k].path(), 20);
+    create(&restarted, k);
+    engines[k] = restarted;
+    cluster::propose(&engines, GROUP, &KvMap::set_command(b"after", b"restart"));
+    cluster::wait_converged(&engines[..4], GROUP, b"after", b"restart");
+    match verify(&engines) {
+        Verification::Consistent { replicas, .. } => {
+            assert_eq!(replicas, vec![NodeId(1), NodeId(2), NodeId(3), NodeId(4)]);
         }
         other => panic!("expected consistent: {other:?}"),
     }

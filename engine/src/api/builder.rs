@@ -47,7 +47,11 @@ pub struct EngineBuilder {
     tick: Duration,
     raft: Config,
     proposal_budget_bytes: usize,
+    snapshot_every_entries: u64,
 }
+
+/// By default a group snapshots its state machine every this many applied entries.
+pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
 
 impl EngineBuilder {
     /// A node `node` of cluster `cluster_id`, keeping its logs under `data_dir` and
@@ -73,7 +77,17 @@ impl EngineBuilder {
                 ..Config::new(node, node.0)
             },
             proposal_budget_bytes: PROPOSAL_BUDGET_BYTES_DEFAULT,
+            snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
         }
+    }
+
+    /// Each group snapshots its state machine (`StateMachine::snapshot`) every `entries`
+    /// applied entries and compacts its log behind it, keeping
+    /// `Config::compaction_tail_entries`; followers that need compacted entries get the
+    /// snapshot. 0 never snapshots (the log then grows without bound).
+    pub fn snapshot_every_entries(mut self, entries: u64) -> EngineBuilder {
+        self.snapshot_every_entries = entries;
+        self
     }
 
     /// Adds a peer: node `node` reachable at `addr` (its shard `s` at port + `s`).
@@ -187,6 +201,8 @@ impl EngineBuilder {
                 index,
                 raft: self.raft.clone(),
                 wal_dir: self.data_dir.join(format!("shard-{index}")),
+                snapshot_dir: self.data_dir.join(format!("shard-{index}-snapshots")),
+                snapshot_every_entries: self.snapshot_every_entries,
                 listen: offset(self.listen),
                 peers: self
                     .peers

@@ -27,7 +27,10 @@ use crate::runtime::state_machine::StateMachine;
 use crate::runtime::wire::GroupId;
 
 pub use answers::{Answer, BatchProposal, Proposal};
-pub use builder::{BuildError, EngineBuilder, PROPOSAL_BUDGET_BYTES_DEFAULT, PROPOSAL_BYTES_LIMIT};
+pub use builder::{
+    BuildError, EngineBuilder, PROPOSAL_BUDGET_BYTES_DEFAULT, PROPOSAL_BYTES_LIMIT,
+    SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+};
 
 /// A request to the engine did not succeed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,10 +61,10 @@ pub enum RequestError {
     /// The proposal's entry was replaced by a later leader's: it was not applied.
     #[error("the proposal was superseded by a new leader and not applied")]
     Superseded,
-    /// This node's replica was removed from the group before the proposal was decided
-    /// here: the outcome is unknown (the group may still have committed it).
-    #[error("this node left the group before the proposal was decided; outcome unknown")]
-    Removed,
+    /// The proposal's outcome cannot be learned on this node (its replica left the group,
+    /// or a snapshot replaced its log first): the group may or may not have applied it.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(&'static str),
     /// The group refused the proposal for another reason (transfer in progress, stopping).
     #[error("refused: {0}")]
     Refused(String),

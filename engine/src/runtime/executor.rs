@@ -36,6 +36,7 @@ use crate::runtime::shard::{
     Completion, CreateGroupError, ReadCompletion, Shard, ShardProposeError, ShardRequestError,
     ShardStats, Unapplied,
 };
+use crate::runtime::snapshots::SnapshotStore;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::wire::GroupId;
 
@@ -154,6 +155,8 @@ pub(crate) struct ShardSetup {
     pub(crate) index: u32,
     pub(crate) raft: Config,
     pub(crate) wal_dir: PathBuf,
+    pub(crate) snapshot_dir: PathBuf,
+    pub(crate) snapshot_every_entries: u64,
     pub(crate) listen: SocketAddr,
     pub(crate) peers: Vec<(NodeId, SocketAddr)>,
     pub(crate) transport: TransportConfig,
@@ -198,7 +201,9 @@ fn open<M: StateMachine>(setup: &ShardSetup) -> Result<Shard<TcpTransport, M>, S
     for &(node, addr) in &setup.peers {
         transport.set_peer(NetNodeId(node.0), addr);
     }
-    Ok(Shard::new(setup.raft.clone(), wal, transport))
+    let snapshots = SnapshotStore::open(&setup.snapshot_dir, setup.snapshot_every_entries)
+        .map_err(|error| format!("opening the snapshots: {error}"))?;
+    Ok(Shard::new(setup.raft.clone(), wal, transport).with_snapshots(snapshots))
 }
 
 async fn run<M: StateMachine>(
@@ -270,7 +275,7 @@ async fn run<M: StateMachine>(
         {
             let outcome = outcome.map_err(|unapplied| match unapplied {
                 Unapplied::Superseded => RequestError::Superseded,
-                Unapplied::Removed => RequestError::Removed,
+                Unapplied::Unknown(reason) => RequestError::OutcomeUnknown(reason),
             });
             outstanding.decide(group, proposed.index, proposed.term, outcome);
         }

@@ -8,6 +8,8 @@
 //! - [`shard`]: the loop of one shard over many groups, one log and one transport, with the
 //!   [`StateMachine`] it applies to; `liveness` tells it which peer nodes fell silent, so
 //!   that quiesced groups led by them wake up;
+//! - [`snapshots`]: a shard's snapshot files, one per group, written before the log is
+//!   compacted behind them;
 //! - `executor`: a shard on its own glommio thread, taking commands from embedder threads.
 //!
 //! **Boundary:** the Raft core never sees this module; it may use `flotilla-net` and
@@ -18,6 +20,7 @@ mod liveness;
 pub mod oneshot;
 pub(crate) mod outstanding;
 pub mod shard;
+pub mod snapshots;
 pub mod state_machine;
 pub mod storage;
 pub mod wire;
@@ -25,6 +28,7 @@ pub mod wire;
 pub use shard::{
     Completion, CreateGroupError, Shard, ShardError, ShardProposeError, ShardStats, Unapplied,
 };
-pub use state_machine::{KvMap, StateMachine};
+pub use snapshots::{SnapshotError, SnapshotStore};
+pub use state_machine::{KvMap, StableHasher, StateMachine};
 pub use storage::{PersistError, RestoreError, persist_ready, read_entries, restore_group};
 pub use wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};

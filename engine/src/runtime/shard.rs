@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use flotilla_net::{NodeId as NetNodeId, SendError, Transport, TransportEvent};
-use flotilla_wal::{AppendError, Lsn, Wal, WriteBatch};
+use flotilla_wal::{AppendError, LogIndex as WalLogIndex, Lsn, Wal, WriteBatch};
 
 use crate::raft::{
     ChangeError, Config, ConfigError, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId,
@@ -34,6 +34,7 @@ use crate::raft::{
     Verification,
 };
 use crate::runtime::liveness::Liveness;
+use crate::runtime::snapshots::{SnapshotError, SnapshotStore};
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::storage::{PersistError, RestoreError, persist_ready, read_entries};
 use crate::runtime::wire::{GroupId, InboundMessage, OutboundBatches, WireError, decode_batch};
@@ -56,6 +57,18 @@ pub enum ShardError {
     /// A `Ready` could not be encoded for the log.
     #[error("persisting a ready: {0}")]
     Persist(#[from] PersistError),
+    /// A snapshot could not be written or read: the log would otherwise refer to one
+    /// that is not on disk.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// A received snapshot does not restore into the state machine.
+    #[error("group {group:?}: the state machine refused a received snapshot: {reason}")]
+    SnapshotRestore {
+        /// The group.
+        group: GroupId,
+        /// The state machine's reason.
+        reason: String,
+    },
 }
 
 /// A group could not be created.
@@ -70,6 +83,17 @@ pub enum CreateGroupError {
     /// The members or the configuration are not valid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The group's snapshot file cannot be read.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The group's snapshot does not restore into the state machine.
+    #[error("group {group:?}: the state machine refused its snapshot: {reason}")]
+    SnapshotRestore {
+        /// The group.
+        group: GroupId,
+        /// The state machine's reason.
+        reason: String,
+    },
 }
 
 /// A proposal was not accepted.
@@ -134,9 +158,9 @@ pub struct Completion {
 pub enum Unapplied {
     /// The proposal's entry was replaced by an entry of a later term: it will never apply.
     Superseded,
-    /// This node's replica left the group (its removal committed) before the entry was
-    /// decided here: it learns nothing more, and the outcome is unknown.
-    Removed,
+    /// The outcome cannot be known here (this node's replica left the group, or a
+    /// snapshot replaced the log before the entry applied here).
+    Unknown(&'static str),
 }
 
 /// One group on this shard.
@@ -178,6 +202,9 @@ struct PendingReady {
     persisted_messages: Vec<Message>,
     committed_entries: Vec<Entry>,
     read_states: Vec<ReadState>,
+    /// A received snapshot's bytes, restored into the state machine before
+    /// `committed_entries` are applied.
+    restore: Option<Vec<u8>>,
 }
 
 /// The Readies of one turn, durable once the log's durable lsn reaches `lsn`.
@@ -209,6 +236,10 @@ pub struct Shard<T: Transport, M: StateMachine> {
     dirty: Vec<GroupId>,
     liveness: Liveness,
     peer_buffers: (Vec<NodeId>, Vec<NodeId>),
+    /// The groups' snapshots (`None`: this shard never snapshots, and takes none).
+    snapshots: Option<SnapshotStore>,
+    /// Compaction marks to write with the next record (their snapshots are on disk).
+    compactions: Vec<(GroupId, LogIndex)>,
 }
 
 impl<T: Transport, M: StateMachine> Shard<T, M> {
@@ -237,8 +268,19 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 config.election_timeout_ticks,
             ),
             peer_buffers: (Vec::new(), Vec::new()),
+            snapshots: None,
+            compactions: Vec::new(),
             config,
         }
+    }
+
+    /// Snapshots each group's state machine into `store` every so many applied entries,
+    /// compacts its log behind the snapshot, and sends snapshots to followers that need
+    /// compacted entries. Call before creating groups (they restore from `store`).
+    #[must_use]
+    pub fn with_snapshots(mut self, store: SnapshotStore) -> Shard<T, M> {
+        self.snapshots = Some(store);
+        self
     }
 
     /// One unit of time for every group that is not quiesced; keepalives to peers this
@@ -337,6 +379,14 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     fn collect_readies(&mut self) -> Result<bool, ShardError> {
         let mut readies = Vec::new();
         let mut submitted_early = false;
+        // Compaction marks behind snapshots already on disk.
+        let compacting = !self.compactions.is_empty();
+        for (group, through) in self.compactions.drain(..) {
+            if self.groups.contains_key(&group) {
+                self.batch
+                    .compact(flotilla_wal::GroupId(group.0), WalLogIndex(through.0));
+            }
+        }
         let dirty = std::mem::take(&mut self.dirty);
         for &group in &dirty {
             let slot = self.groups.get_mut(&group).expect("dirty groups exist");
@@ -374,15 +424,57 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                     };
                     slot.raft.on_fetched(fetch, entries);
                 }
-                // The engine never compacts (it does not snapshot its state machines yet),
-                // so no leader here has a snapshot to read and no follower is sent one.
+                // A leader's snapshot chunks come from the group's snapshot file.
                 for &read in &ready.snapshot_reads {
-                    log::error!("group {group:?}: a snapshot read without snapshots: {read:?}");
-                    slot.raft.on_snapshot_read(read, None);
+                    self.stats.snapshot_chunks_sent += 1;
+                    let chunk = match &self.snapshots {
+                        Some(store) => store
+                            .read_chunk(group, read.index, read.offset, read.bytes_max)
+                            .unwrap_or_else(|error| {
+                                log::error!("group {group:?}: reading {read:?}: {error}");
+                                None
+                            }),
+                        None => None,
+                    };
+                    slot.raft.on_snapshot_read(read, chunk);
                 }
-                if ready.install_snapshot.is_some() || !ready.snapshot_chunks.is_empty() {
-                    log::error!("group {group:?}: snapshot chunks received, not supported yet");
-                }
+                let restore = match &mut self.snapshots {
+                    Some(store) => {
+                        for chunk in &ready.snapshot_chunks {
+                            store.stage(group, chunk.offset, &chunk.data);
+                        }
+                        match &ready.install_snapshot {
+                            Some(install) => {
+                                // Durable before the record that installs it (the
+                                // module docs of `snapshots.rs`).
+                                let data = store.take_staged(group);
+                                store.save(group, &install.meta, &data)?;
+                                let index = install.meta.index;
+                                let wal_group = flotilla_wal::GroupId(group.0);
+                                if !install.keep_entries_after && slot.last_index > index {
+                                    self.batch.truncate(wal_group, WalLogIndex(index.0 + 1));
+                                }
+                                self.batch.compact(wal_group, WalLogIndex(index.0));
+                                slot.last_index = if install.keep_entries_after {
+                                    slot.last_index.max(index)
+                                } else {
+                                    index
+                                };
+                                self.stats.snapshots_installed += 1;
+                                Some(data)
+                            }
+                            None => None,
+                        }
+                    }
+                    None => {
+                        if ready.install_snapshot.is_some() {
+                            log::error!(
+                                "group {group:?}: a snapshot arrived at a shard without snapshots"
+                            );
+                        }
+                        None
+                    }
+                };
                 self.verifications
                     .extend(ready.verifications.iter().map(|done| (group, done.clone())));
                 self.stats.wal_entries += ready.entries.len() as u64;
@@ -393,6 +485,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                     persisted_messages: ready.persisted_messages,
                     committed_entries: ready.committed_entries,
                     read_states: ready.read_states,
+                    restore,
                 });
                 if self.batch.body_bytes() >= RECORD_BYTES_SOFT_MAX {
                     submitted_early = true;
@@ -413,7 +506,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         if self.dirty.is_empty() {
             self.dirty = dirty;
         }
-        if readies.is_empty() {
+        if readies.is_empty() && (!compacting || self.batch.is_empty()) {
             // Nothing polled, or everything already submitted by the size bound above.
             return Ok(submitted_early);
         }
@@ -454,6 +547,26 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                     self.outbound.push(pending.group, message);
                     self.stats.messages_sent += 1;
                 }
+                if let Some(data) = &pending.restore {
+                    // Contract: the snapshot replaces the state machine before anything
+                    // after it applies.
+                    slot.machine
+                        .restore(data)
+                        .map_err(|reason| ShardError::SnapshotRestore {
+                            group: pending.group,
+                            reason,
+                        })?;
+                    let installed = slot.raft.snapshot().map(|meta| (meta.index, meta.term));
+                    if let Some((index, term)) = installed {
+                        snapshot_decides_waiting(
+                            slot,
+                            pending.group,
+                            index,
+                            term,
+                            &mut self.completions,
+                        );
+                    }
+                }
                 if let Some(last) = pending.committed_entries.last().map(|entry| entry.index) {
                     for entry in &pending.committed_entries {
                         apply(slot, pending.group, entry, &mut self.completions);
@@ -476,6 +589,13 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                         self.config.id,
                         &mut self.completions,
                     );
+                }
+                if let Some(store) = &mut self.snapshots {
+                    let applied = slot.raft.status().applied;
+                    if store.due(pending.group, applied) {
+                        take_snapshot(slot, pending.group, store, &mut self.compactions)?;
+                        self.stats.snapshots_taken += 1;
+                    }
                 }
                 // Contract step 4: a read is answered once the entries through its index are
                 // applied, which the core guarantees for the reads of this Ready.
@@ -663,8 +783,61 @@ fn apply<M: StateMachine>(
     }
 }
 
+/// Snapshots `slot`'s state machine at its applied index into `store`, durably, then
+/// compacts the core's log; the log's compaction mark goes with the next record.
+fn take_snapshot<M: StateMachine>(
+    slot: &mut Slot<M>,
+    group: GroupId,
+    store: &mut SnapshotStore,
+    compactions: &mut Vec<(GroupId, LogIndex)>,
+) -> Result<(), ShardError> {
+    let applied = slot.raft.status().applied;
+    let Ok(compaction) = slot.raft.compact(applied) else {
+        return Ok(()); // Not past the current snapshot: nothing to do.
+    };
+    let data = slot.machine.snapshot();
+    store.save(group, &compaction.snapshot, &data)?;
+    compactions.push((group, compaction.log_compacted_through));
+    Ok(())
+}
+
+/// A snapshot through (`index`, `term`) replaced this replica's log and state machine:
+/// proposals made here at or below `index` never apply here (their outcome is unknown),
+/// and those of a lower term above it failed for good (the `Proposed` contract).
+fn snapshot_decides_waiting<M>(
+    slot: &mut Slot<M>,
+    group: GroupId,
+    index: LogIndex,
+    term: Term,
+    completions: &mut Vec<Completion>,
+) {
+    slot.applied_term = slot.applied_term.max(term);
+    let decided: Vec<(LogIndex, Term)> = slot
+        .waiting
+        .iter()
+        .filter(|&(&at, &at_term)| at <= index || at_term < term)
+        .map(|(&at, &at_term)| (at, at_term))
+        .collect();
+    for (at, at_term) in decided {
+        slot.waiting.remove(&at);
+        let outcome = if at <= index {
+            Unapplied::Unknown("replaced by a snapshot before it applied here")
+        } else {
+            Unapplied::Superseded
+        };
+        completions.push(Completion {
+            group,
+            proposed: Proposed {
+                index: at,
+                term: at_term,
+            },
+            outcome: Err(outcome),
+        });
+    }
+}
+
 /// A replica removed from its group (no longer a member and no longer leading) learns
-/// nothing past its commit index: proposals waiting beyond it are answered `Removed`.
+/// nothing past its commit index: proposals waiting beyond it get an unknown outcome.
 fn fail_waiting_if_removed<M: StateMachine>(
     slot: &mut Slot<M>,
     group: GroupId,
@@ -685,7 +858,9 @@ fn fail_waiting_if_removed<M: StateMachine>(
         completions.push(Completion {
             group,
             proposed: Proposed { index, term },
-            outcome: Err(Unapplied::Removed),
+            outcome: Err(Unapplied::Unknown(
+                "this node left the group before it was decided",
+            )),
         });
     }
 }

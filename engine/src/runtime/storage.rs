@@ -16,7 +16,8 @@ use flotilla_wal::{
 };
 
 use crate::raft::{
-    Entry, EntryKind, HardState, LogIndex, NodeId, Payload, Ready, RestoredState, Term,
+    Entry, EntryKind, HardState, LogIndex, NodeId, Payload, Ready, RestoredState, SnapshotMeta,
+    Term,
 };
 use crate::runtime::GroupId;
 
@@ -46,16 +47,18 @@ pub enum PersistError {
 /// A group's state in the log cannot be turned back into a replica.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    /// The group's log starts above index 1: it was compacted, and snapshots (which would
-    /// restore the prefix) arrive with issue 6.
+    /// The group's log was compacted beyond its newest snapshot: the entries between are
+    /// lost (a snapshot file was deleted, or the wrong snapshot directory is used).
     #[error(
-        "group {group}: log compacted through {compacted_through}; restoring from a snapshot is not supported yet"
+        "group {group}: log compacted through {compacted_through} but the newest snapshot is at {snapshot}"
     )]
     Compacted {
         /// The group.
         group: u64,
         /// The compaction mark.
         compacted_through: u64,
+        /// The newest snapshot's index (0: none).
+        snapshot: u64,
     },
     /// An entry does not start with a known tag: not written by this module.
     #[error("group {group}: entry {index} has unknown tag {tag:?}")]
@@ -145,32 +148,63 @@ pub fn persist_ready(
     Ok(())
 }
 
-/// The durable state of `group` in `wal`, for `RaftGroup::new`. A group the log does not
-/// know starts empty. `applied` is 0: without snapshots (issue 6) the state machine is
-/// rebuilt by applying the log again.
-pub fn restore_group(wal: &Wal, group: GroupId) -> Result<RestoredState, RestoreError> {
-    let Some(state) = wal.group(WalGroupId(group.0)) else {
-        return Ok(RestoredState::default());
+/// The durable state of `group` in `wal` and its newest `snapshot` (the state machine is
+/// restored from it by the caller), for `RaftGroup::new`, and the group's last index in
+/// the log (what `persist_ready` must start from). A group the log does not know starts
+/// empty, or from its snapshot.
+///
+/// The snapshot file is written before the log record that installs or compacts behind
+/// it; a crash between leaves the log as it was, so: entries at or below the snapshot are
+/// left out; if the log holds the snapshot's last entry with another term, the entries
+/// after it are a suffix the snapshot replaced and are left out too; and a term below the
+/// snapshot's is raised to it (the replica never voted in the terms between, or they
+/// would be durable).
+pub fn restore_group(
+    wal: &Wal,
+    group: GroupId,
+    snapshot: Option<&SnapshotMeta>,
+) -> Result<(RestoredState, LogIndex), RestoreError> {
+    let base = snapshot.map_or(LogIndex(0), |meta| meta.index);
+    let raise_to_snapshot_term = |mut hard_state: HardState| {
+        if let Some(meta) = snapshot
+            && hard_state.term < meta.term
+        {
+            hard_state.term = meta.term;
+            hard_state.vote = None;
+        }
+        hard_state
     };
-    if state.compacted_through.0 > 0 {
+    let Some(state) = wal.group(WalGroupId(group.0)) else {
+        let restored = RestoredState {
+            hard_state: raise_to_snapshot_term(HardState::default()),
+            snapshot: snapshot.cloned(),
+            entries: Vec::new(),
+            applied: base,
+        };
+        return Ok((restored, LogIndex(0)));
+    };
+    if state.compacted_through.0 > base.0 {
         return Err(RestoreError::Compacted {
             group: group.0,
             compacted_through: state.compacted_through.0,
+            snapshot: base.0,
         });
     }
-    let hard_state = state
-        .hard_state
-        .map_or(HardState::default(), |stored| HardState {
+    let hard_state = raise_to_snapshot_term(state.hard_state.map_or(
+        HardState::default(),
+        |stored| HardState {
             term: Term(stored.term.0),
             vote: stored.vote.checked_sub(1).map(NodeId),
             commit: LogIndex(stored.commit.0),
-        });
+        },
+    ));
     let mut entries = Vec::new();
     let mut bad = None;
     let end = WalLogIndex(state.last_index.0 + 1);
+    let from = WalLogIndex(state.first_index.0.max(base.0).min(end.0));
     wal.read_entries(
         WalGroupId(group.0),
-        state.first_index,
+        from,
         end,
         |index, term, stored| match decode_entry(group, index, term, stored) {
             Ok(entry) => entries.push(entry),
@@ -186,19 +220,29 @@ pub fn restore_group(wal: &Wal, group: GroupId) -> Result<RestoredState, Restore
     if let Some(error) = bad {
         return Err(error);
     }
-    if hard_state.commit.0 > state.last_index.0 {
+    if let Some(meta) = snapshot {
+        let replaced = entries
+            .first()
+            .is_some_and(|entry| entry.index == meta.index && entry.term != meta.term);
+        if replaced {
+            entries.clear();
+        }
+        entries.retain(|entry| entry.index > meta.index);
+    }
+    if hard_state.commit.0 > state.last_index.0.max(base.0) {
         return Err(RestoreError::CommitBeyondLog {
             group: group.0,
             commit: hard_state.commit.0,
             last_index: state.last_index.0,
         });
     }
-    Ok(RestoredState {
+    let restored = RestoredState {
         hard_state,
-        snapshot: None,
+        snapshot: snapshot.cloned(),
         entries,
-        applied: LogIndex(0),
-    })
+        applied: base,
+    };
+    Ok((restored, LogIndex(state.last_index.0)))
 }
 
 /// Reads `group`'s entries `from..=through` back from `wal`, stopping after about

@@ -11,8 +11,8 @@ use super::{
     Slot, Unapplied,
 };
 use crate::raft::{
-    Config, Configuration, LogIndex, MembershipChange, NodeId, Proposed, RaftGroup, ReadMode,
-    Status, Term, Verification,
+    Config, Configuration, MembershipChange, NodeId, Proposed, RaftGroup, ReadMode, Status, Term,
+    Verification,
 };
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::storage::restore_group;
@@ -21,22 +21,32 @@ use crate::runtime::wire::GroupId;
 impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// Adds the replica of `group` whose bootstrap members are `voters` (none: a replica
     /// joining the group, which learns its configuration from the leader), restored from
-    /// the log if the log knows the group. `machine` must be empty: the group's committed
-    /// log is applied to it again from the start (the engine does not snapshot yet).
+    /// its snapshot and the log if this node held it before. `machine` must be empty: it
+    /// is restored from the snapshot, and the committed log after it is applied again.
     pub fn create_group(
         &mut self,
         group: GroupId,
         voters: &[NodeId],
-        machine: M,
+        mut machine: M,
     ) -> Result<(), CreateGroupError> {
         if self.groups.contains_key(&group) {
             return Err(CreateGroupError::Exists(group));
         }
-        let restored = restore_group(&self.wal, group)?;
-        let last_index = restored
-            .entries
-            .last()
-            .map_or(LogIndex(0), |entry| entry.index);
+        let snapshot = match &self.snapshots {
+            Some(store) => store.load(group)?,
+            None => None,
+        };
+        let (restored, last_index) =
+            restore_group(&self.wal, group, snapshot.as_ref().map(|(meta, _)| meta))?;
+        let applied_term = match &snapshot {
+            Some((meta, data)) => {
+                machine
+                    .restore(data)
+                    .map_err(|reason| CreateGroupError::SnapshotRestore { group, reason })?;
+                meta.term
+            }
+            None => Term(0),
+        };
         // Each (node, group) draws its own election timeouts: replicas of one group that
         // shared a seed would time out together and split their votes forever.
         let seed = self.config.seed
@@ -57,7 +67,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             machine,
             last_index,
             waiting: BTreeMap::new(),
-            applied_term: Term(0),
+            applied_term,
             ticking: false,
             dirty: false,
             leading: false,
@@ -125,6 +135,11 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         }
         if slot.dirty {
             self.dirty.retain(|g| *g != group);
+        }
+        if let Some(store) = &mut self.snapshots {
+            store
+                .remove(group)
+                .map_err(|error| ShardRequestError::Shard(error.into()))?;
         }
         // Between turns the write batch is empty: the drop is a record of its own.
         debug_assert!(self.batch.is_empty(), "a request between turns");

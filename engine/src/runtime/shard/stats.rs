@@ -40,6 +40,12 @@ pub struct ShardStats {
     pub elections_won: u64,
     /// Peer nodes not heard from for an election timeout, now.
     pub peers_silent: u64,
+    /// Snapshots of state machines written here (the log compacted behind each).
+    pub snapshots_taken: u64,
+    /// Snapshot chunks read here for followers.
+    pub snapshot_chunks_sent: u64,
+    /// Snapshots received from a leader and installed here.
+    pub snapshots_installed: u64,
 }
 
 impl ShardStats {
@@ -64,6 +70,9 @@ impl ShardStats {
             leaders,
             elections_won,
             peers_silent,
+            snapshots_taken,
+            snapshot_chunks_sent,
+            snapshots_installed,
         } = *other;
         self.wal_records += wal_records;
         self.wal_entries += wal_entries;
@@ -83,5 +92,8 @@ impl ShardStats {
         self.leaders += leaders;
         self.elections_won += elections_won;
         self.peers_silent += peers_silent;
+        self.snapshots_taken += snapshots_taken;
+        self.snapshot_chunks_sent += snapshot_chunks_sent;
+        self.snapshots_installed += snapshots_installed;
     }
 }

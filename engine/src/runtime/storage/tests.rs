@@ -87,7 +87,9 @@ fn persisted_readies_come_back_after_a_reopen_including_replaced_entries() {
         wal.close().expect("closes");
     }
     let wal = open(dir.path());
-    let restored = restore_group(&wal, group).expect("restores");
+    let restored = restore_group(&wal, group, None)
+        .map(|(restored, _)| restored)
+        .expect("restores");
     let mut expected = first[..3].to_vec();
     expected.extend(replacing);
     assert_eq!(restored.entries, expected);
@@ -116,13 +118,14 @@ fn persisted_readies_come_back_after_a_reopen_including_replaced_entries() {
     let mut wal = wal;
     wal.append_durable(&batch).expect("durable");
     assert_eq!(
-        restore_group(&wal, GroupId(1))
+        restore_group(&wal, GroupId(1), None)
+            .map(|(restored, _)| restored)
             .expect("restores")
             .hard_state,
         vote_only
     );
     assert!(matches!(
-        restore_group(&wal, GroupId(2)),
+        restore_group(&wal, GroupId(2), None).map(|(restored, _)| restored),
         Err(RestoreError::CommitBeyondLog {
             group: 2,
             commit: 3,
@@ -130,7 +133,8 @@ fn persisted_readies_come_back_after_a_reopen_including_replaced_entries() {
         })
     ));
     assert_eq!(
-        restore_group(&wal, GroupId(9))
+        restore_group(&wal, GroupId(9), None)
+            .map(|(restored, _)| restored)
             .expect("an unknown group")
             .entries,
         vec![]
@@ -172,7 +176,7 @@ fn an_entry_not_written_here_is_refused_on_restore() {
     );
     wal.append_durable(&batch).expect("durable");
     assert!(matches!(
-        restore_group(&wal, GroupId(5)),
+        restore_group(&wal, GroupId(5), None).map(|(restored, _)| restored),
         Err(RestoreError::BadEntry {
             group: 5,
             index: 1,
@@ -194,7 +198,9 @@ const GROUP: GroupId = GroupId(1);
 fn start(id: NodeId, dir: &std::path::Path) -> Replica {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
     let wal = open(dir);
-    let restored = restore_group(&wal, GROUP).expect("restores");
+    let restored = restore_group(&wal, GROUP, None)
+        .map(|(restored, _)| restored)
+        .expect("restores");
     let last_index = restored
         .entries
         .last()
@@ -276,7 +282,9 @@ fn a_cluster_restarted_from_its_logs_keeps_its_entries_and_carries_on() {
     let before: Vec<(HardState, Vec<Entry>)> = replicas
         .iter()
         .map(|replica| {
-            let restored = restore_group(&replica.wal, GROUP).expect("restores");
+            let restored = restore_group(&replica.wal, GROUP, None)
+                .map(|(restored, _)| restored)
+                .expect("restores");
             (restored.hard_state, restored.entries)
         })
         .collect();
@@ -297,7 +305,9 @@ fn a_cluster_restarted_from_its_logs_keeps_its_entries_and_carries_on() {
         .map(|k| start(NodeId(k as u64 + 1), dirs[k].path()))
         .collect();
     for (replica, (hard_state, entries)) in replicas.iter().zip(&before) {
-        let restored = restore_group(&replica.wal, GROUP).expect("restores");
+        let restored = restore_group(&replica.wal, GROUP, None)
+            .map(|(restored, _)| restored)
+            .expect("restores");
         assert_eq!(&restored.entries, entries);
         assert_eq!(restored.hard_state.term, hard_state.term);
     }
