@@ -196,6 +196,21 @@ fn wait_voters(engines: &[Engine<KvMap>], voters: &[u64]) {
     panic!("voters never became {voters:?}: {seen:?}");
 }
 
+/// Asks the current leader to add `node` as a voter (through a learner), retrying while
+/// leadership moves or another change is in flight.
+fn add_voter(engines: &[Engine<KvMap>], node: u64) {
+    for _ in 0..5_000 {
+        let k = leader(engines);
+        match engines[k].add_voter(GROUP, NodeId(node)) {
+            Ok(()) => return,
+            Err(RequestError::NotLeader { .. }) => {}
+            Err(RequestError::Refused(_)) => std::thread::sleep(Duration::from_millis(2)),
+            Err(error) => panic!("add_voter failed: {error}"),
+        }
+    }
+    panic!("add_voter({node}) never went through");
+}
+
 fn verify(engines: &[Engine<KvMap>]) -> Verification {
     for _ in 0..1_000 {
         let k = leader(engines);
@@ -215,15 +230,7 @@ fn growing_three_to_five_and_shrinking_back_under_load_then_verifying() {
     let load = Load::start(Arc::clone(&engines));
     load.wait_for(20);
     for node in [4, 5] {
-        for _ in 0..5_000 {
-            let k = leader(&engines);
-            match engines[k].add_voter(GROUP, NodeId(node)) {
-                Ok(()) => break,
-                Err(RequestError::NotLeader { .. }) => {}
-                Err(RequestError::Refused(_)) => std::thread::sleep(Duration::from_millis(2)),
-                Err(error) => panic!("add_voter failed: {error}"),
-            }
-        }
+        add_voter(&engines, node);
         let mut expected: Vec<u64> = (1..=node).collect();
         expected.sort_unstable();
         wait_voters(&engines, &expected);
@@ -281,15 +288,7 @@ fn replacing_a_failed_node_under_load() {
     load.wait_for(20);
     change(&engines, &[MembershipChange::RemoveVoter(NodeId(3))]);
     load.wait_for(10);
-    for _ in 0..5_000 {
-        let k = leader(&engines);
-        match engines[k].add_voter(GROUP, NodeId(4)) {
-            Ok(()) => break,
-            Err(RequestError::NotLeader { .. }) => {}
-            Err(RequestError::Refused(_)) => std::thread::sleep(Duration::from_millis(2)),
-            Err(error) => panic!("add_voter failed: {error}"),
-        }
-    }
+    add_voter(&engines, 4);
     for _ in 0..5_000 {
         let configuration = engines[leader(&engines)]
             .configuration(GROUP)
@@ -323,15 +322,7 @@ fn a_new_node_joins_from_a_snapshot_and_a_restarted_node_restores_from_its_own()
         .sum();
     assert!(taken >= 3, "snapshots taken: {taken}");
     // Node 4 needs entries the leader compacted long ago: it gets the snapshot.
-    for _ in 0..5_000 {
-        let k = leader(&engines);
-        match engines[k].add_voter(GROUP, NodeId(4)) {
-            Ok(()) => break,
-            Err(RequestError::NotLeader { .. }) => {}
-            Err(RequestError::Refused(_)) => std::thread::sleep(Duration::from_millis(2)),
-            Err(error) => panic!("add_voter failed: {error}"),
-        }
-    }
+    add_voter(&engines, 4);
     wait_voters(&engines, &[1, 2, 3, 4]);
     let installed: u64 = engines[3]
         .stats()

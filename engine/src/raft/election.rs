@@ -263,7 +263,7 @@ impl RaftGroup {
             MessageBody::TimeoutNow => {
                 // Thesis §3.10: the leader wants us to take over; campaign at once, skipping
                 // pre-vote, and tell voters to ignore their leases.
-                if self.configs.current().is_voter(self.id) {
+                if self.may_campaign() {
                     self.campaign(true);
                 }
             }

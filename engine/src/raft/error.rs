@@ -76,13 +76,19 @@ pub enum CompactError {
         /// The applied index.
         applied: LogIndex,
     },
-    /// The index is older than the snapshot or compaction the group already has.
+    /// The index is not past the snapshot or compaction the group already has.
     #[error("cannot compact through {index}: already at {snapshot}")]
     Stale {
         /// The index asked for.
         index: LogIndex,
         /// The current snapshot's (or the log base's) index.
         snapshot: LogIndex,
+    },
+    /// This replica joined the group and does not know the configuration at `index` yet.
+    #[error("cannot snapshot at {index}: the configuration there is not known yet")]
+    ConfigurationUnknown {
+        /// The index asked for.
+        index: LogIndex,
     },
 }
 

@@ -13,7 +13,8 @@ use crate::raft::{
     AppendEntries, AppendResponse, Config, Configuration, ConflictHint, Entry, EntryKind,
     Heartbeat, HeartbeatResponse, InstallSnapshot, LogFetch, LogIndex, MembershipChange, Message,
     MessageBody, NodeId, Quiesce, RaftGroup, ReadMode, Ready, RestoredState, SnapshotChunkData,
-    SnapshotMeta, SnapshotResponse, Term, VerifyReport, VoteKind, VoteRequest, VoteResponse,
+    SnapshotMeta, SnapshotRead, SnapshotResponse, Term, VerifyReport, VoteKind, VoteRequest,
+    VoteResponse,
 };
 
 /// Reads the input a byte at a time; zeros once it is exhausted.
@@ -304,6 +305,27 @@ pub fn answer_fetch(disk: &[Entry], fetch: LogFetch) -> Vec<Entry> {
         .collect()
 }
 
+/// What a driver whose stored snapshot at `index` is `bytes` answers to `read`: the chunk
+/// at its offset, or `None` when it holds another snapshot. Shared by the test drivers.
+#[must_use]
+pub fn answer_snapshot_read(
+    index: LogIndex,
+    bytes: &[u8],
+    read: SnapshotRead,
+) -> Option<SnapshotChunkData> {
+    if index != read.index {
+        return None;
+    }
+    let start = usize::try_from(read.offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let end = start.saturating_add(read.bytes_max).min(bytes.len());
+    Some(SnapshotChunkData {
+        data: bytes::Bytes::copy_from_slice(&bytes[start..end]),
+        total_bytes: bytes.len() as u64,
+    })
+}
+
 /// Reports Readies durable, in order (their entries land on `disk`), their committed
 /// entries applied and their fetches answered from `disk`.
 fn acknowledge(
@@ -327,16 +349,10 @@ fn acknowledge(
         for fetch in ready.fetches {
             replica.on_fetched(fetch, answer_fetch(disk, fetch));
         }
-        // The fuzzed replica's snapshot is 10 bytes of its index, read in chunks.
+        // The fuzzed replica's snapshot is 16 bytes of its index, read in chunks.
         for read in ready.snapshot_reads {
             let bytes = read.index.0.to_le_bytes().repeat(2);
-            let total_bytes = bytes.len() as u64;
-            let start = usize::try_from(read.offset)
-                .unwrap_or(usize::MAX)
-                .min(bytes.len());
-            let end = start.saturating_add(read.bytes_max).min(bytes.len());
-            let data = bytes::Bytes::copy_from_slice(&bytes[start..end]);
-            replica.on_snapshot_read(read, Some(SnapshotChunkData { data, total_bytes }));
+            replica.on_snapshot_read(read, answer_snapshot_read(read.index, &bytes, read));
         }
     }
 }

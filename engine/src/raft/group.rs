@@ -93,6 +93,8 @@ pub struct RaftGroup {
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// Leader: verifications collecting hashes (`verify.rs`).
     pub(crate) verify_rounds: Vec<VerifyRound>,
+    /// Leader: the latest verifications finished.
+    pub(crate) verify_finished: VecDeque<LogIndex>,
     pub(crate) role: Role,
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
@@ -149,6 +151,10 @@ pub struct RaftGroup {
     pub(crate) snapshot_reads: Vec<SnapshotRead>,
     pub(crate) snapshot_chunks: Vec<SnapshotChunk>,
     pub(crate) snapshot_install: Option<SnapshotInstall>,
+    /// Follower: the Ready that carries an installed snapshot, until it is durable. The log
+    /// counts the snapshot as persisted from the install on, so `send` must hold back
+    /// every message meanwhile (an acknowledgement of the snapshot's index above all).
+    pub(crate) install_unpersisted: Option<ReadyId>,
     pub(crate) verifications: Vec<Verification>,
     pub(crate) next_ready_id: u64,
     /// Readies handed out and not yet acknowledged: (id, last entry, hard state).
@@ -191,6 +197,17 @@ impl RaftGroup {
             Some(meta) => (meta.index, meta.term, meta.configuration.clone()),
             None => (LogIndex(0), Term(0), bootstrap),
         };
+        let contiguous = restored
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(k, entry)| entry.index.0 == base.0 + 1 + k as u64);
+        if !contiguous {
+            return Err(ConfigError {
+                field: "restored entries",
+                reason: "must be contiguous from right after the snapshot (or from index 1)",
+            });
+        }
         let mut configs = ConfigHistory::new(base, base_term, base_configuration);
         for entry in &restored.entries {
             let configuration = entry_configuration(entry).map_err(|reason| ConfigError {
@@ -200,16 +217,6 @@ impl RaftGroup {
             if let Some(configuration) = configuration {
                 configs.push(entry.index, entry.term, configuration);
             }
-        }
-        if restored
-            .entries
-            .first()
-            .is_some_and(|first| first.index != base.next())
-        {
-            return Err(ConfigError {
-                field: "restored entries",
-                reason: "must start right after the snapshot (or at index 1)",
-            });
         }
         let log = RaftLog::restore(
             (base, base_term),
@@ -237,6 +244,7 @@ impl RaftGroup {
             snapshot: restored.snapshot,
             incoming_snapshot: None,
             verify_rounds: Vec::new(),
+            verify_finished: VecDeque::new(),
             role: Role::Follower,
             term: hard_state.term,
             vote: hard_state.vote,
@@ -270,6 +278,7 @@ impl RaftGroup {
             snapshot_reads: Vec::new(),
             snapshot_chunks: Vec::new(),
             snapshot_install: None,
+            install_unpersisted: None,
             verifications: Vec::new(),
             next_ready_id: 1,
             unacknowledged: VecDeque::new(),
@@ -370,10 +379,9 @@ impl RaftGroup {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        // Learners, removed nodes and joining replicas never campaign (thesis §4.2.1).
-        if self.election_elapsed >= self.election_timeout_randomized
-            && self.configs.current().is_voter(self.id)
-        {
+        // Learners, removed nodes and joining replicas never campaign (thesis §4.2.1); a
+        // node leaving the group still may until C_new commits (`may_campaign`).
+        if self.election_elapsed >= self.election_timeout_randomized && self.may_campaign() {
             self.election_elapsed = 0;
             self.start_election(false);
         }
@@ -615,6 +623,9 @@ impl RaftGroup {
         self.next_ready_id += 1;
         let last_entry = entries.last().map(|entry| (entry.index, entry.term));
         self.unacknowledged.push_back((id, last_entry, hard_state));
+        if self.snapshot_install.is_some() {
+            self.install_unpersisted = Some(id);
+        }
         let ready = Ready {
             id,
             hard_state,
@@ -635,6 +646,12 @@ impl RaftGroup {
 
     /// The driver made `Ready` `id` (and every earlier one) durable.
     pub fn on_persisted(&mut self, id: ReadyId) {
+        if self
+            .install_unpersisted
+            .is_some_and(|install| install <= id)
+        {
+            self.install_unpersisted = None;
+        }
         let mut persisted_more = false;
         while let Some(&(ready_id, last_entry, hard_state)) = self.unacknowledged.front() {
             if ready_id > id {
@@ -700,7 +717,12 @@ impl RaftGroup {
         };
         let term_or_vote_pending = self.term != self.hard_state_persisted.term
             || self.vote != self.hard_state_persisted.vote;
-        let log_pending = self.role != Role::Leader && self.log.persisted < self.log.last_index();
+        // Figure 2 for snapshots: a follower acknowledges nothing the snapshot covers before
+        // the snapshot is durable (the log already counts it as persisted).
+        let log_pending = self.role != Role::Leader
+            && (self.log.persisted < self.log.last_index()
+                || self.snapshot_install.is_some()
+                || self.install_unpersisted.is_some());
         if term_or_vote_pending || log_pending {
             self.messages_after_persist.push(message);
         } else {

@@ -13,7 +13,9 @@
 //! 4. Once the joint entry is committed, the leader appends C_new by itself.
 //! 5. A leader that is not a voter of C_new steps down once C_new is committed, first
 //!    telling the most caught-up voter to campaign at once (TimeoutNow); the rest elect a
-//!    leader among themselves.
+//!    leader among themselves. Until C_new commits, a node leaving the group may still
+//!    campaign (`may_campaign`): the others may hold only the joint configuration and need
+//!    its vote and its log for a majority of C_old, which would otherwise deadlock.
 //!
 //! `add_voter` is the safe way to grow a group: the node joins as a learner, and the leader
 //! promotes it only once its log is within `Config::learner_catch_up_lag_entries` of the
@@ -55,6 +57,12 @@ impl ConfigHistory {
     /// The index of the latest configuration entry (the base's index if none).
     pub(crate) fn current_index(&self) -> LogIndex {
         self.configs.last().expect("a base configuration").0
+    }
+
+    /// The configuration before the one in force, if the log holds one.
+    pub(crate) fn previous(&self) -> Option<&Configuration> {
+        let len = self.configs.len();
+        (len >= 2).then(|| &self.configs[len - 2].2)
     }
 
     /// The configuration in force at `index`.
@@ -178,6 +186,20 @@ impl RaftGroup {
         }
         self.check_invariants();
         Ok(())
+    }
+
+    /// Whether this replica may campaign: it votes in the configuration in force, or it
+    /// voted in the one before and the one in force is not committed yet. A node leaving
+    /// the group (in C_old, not in C_new) must still be able to lead until C_new commits
+    /// (thesis §4.2.2): the others may still hold the joint configuration, where its vote
+    /// and its log can be the only way to a majority of C_old.
+    pub(crate) fn may_campaign(&self) -> bool {
+        self.configs.current().is_voter(self.id)
+            || (self.configs.current_index() > self.log.committed
+                && self
+                    .configs
+                    .previous()
+                    .is_some_and(|previous| previous.is_voter(self.id)))
     }
 
     /// The learners this leader will promote once they catch up.

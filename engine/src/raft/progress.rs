@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 
+use crate::raft::snapshot::SnapshotMeta;
 use crate::raft::types::LogIndex;
 
 /// The replication state of one follower.
@@ -66,7 +67,9 @@ pub struct Progress {
     /// again and again in one turn.
     pub fetch_failed_round: Option<u64>,
     /// In Snapshot: the snapshot being sent.
-    pub snapshot_index: LogIndex,
+    pub snapshot: Option<SnapshotMeta>,
+    /// In Snapshot: its total length, once a chunk of it went out.
+    pub snapshot_total: u64,
     /// In Snapshot: the byte offset the follower acknowledged.
     pub snapshot_offset: u64,
     /// In Snapshot: a chunk is being read from the driver.
@@ -92,20 +95,30 @@ impl Progress {
             inflight_bytes: 0,
             fetch_pending: false,
             fetch_failed_round: None,
-            snapshot_index: LogIndex(0),
+            snapshot: None,
+            snapshot_total: 0,
             snapshot_offset: 0,
             snapshot_read_pending: false,
             snapshot_chunk_round: None,
         }
     }
 
-    /// Starts sending the snapshot at `index` from its first byte; no entries meanwhile.
-    pub fn become_snapshot(&mut self, index: LogIndex) {
+    /// The index of the snapshot being sent (0 when none).
+    #[must_use]
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.snapshot
+            .as_ref()
+            .map_or(LogIndex(0), |meta| meta.index)
+    }
+
+    /// Starts sending `snapshot` from its first byte; no entries meanwhile.
+    pub fn become_snapshot(&mut self, snapshot: SnapshotMeta) {
         self.state = ProgressState::Snapshot;
         self.probe_sent = false;
         self.inflights.clear();
         self.inflight_bytes = 0;
-        self.snapshot_index = index;
+        self.snapshot = Some(snapshot);
+        self.snapshot_total = 0;
         self.snapshot_offset = 0;
         self.snapshot_read_pending = false;
         self.snapshot_chunk_round = None;
@@ -177,7 +190,7 @@ impl Progress {
         if self.state == ProgressState::Probe && moved {
             self.become_replicate();
         }
-        if self.state == ProgressState::Snapshot && self.match_index >= self.snapshot_index {
+        if self.state == ProgressState::Snapshot && self.match_index >= self.snapshot_index() {
             // The follower installed the snapshot (or holds its entries anyway).
             self.become_replicate();
         }
@@ -208,6 +221,7 @@ impl Progress {
     /// Back to probing from just after the match (a lost message, a restarted follower).
     pub fn become_probe(&mut self) {
         self.state = ProgressState::Probe;
+        self.snapshot = None;
         self.probe_sent = false;
         self.inflights.clear();
         self.inflight_bytes = 0;
@@ -216,6 +230,7 @@ impl Progress {
     /// Stream from just after the match.
     fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
+        self.snapshot = None;
         self.probe_sent = false;
         self.next_index = self.match_index.next();
         self.inflights.clear();

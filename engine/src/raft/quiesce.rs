@@ -102,6 +102,7 @@ impl RaftGroup {
             && self.reads_waiting_commit.is_empty()
             && self.reads_waiting_round.is_empty()
             && self.reads_waiting_apply.is_empty()
+            && self.verify_rounds.is_empty()
             && self.log.committed == last
             && self.log.persisted == last
             && self.progress.iter().all(|(_, pr)| pr.match_index == last);

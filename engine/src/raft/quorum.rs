@@ -284,7 +284,9 @@ impl Configuration {
                     voters.push(id);
                 }
                 MembershipChange::AddLearner(id) => {
-                    if in_voters || in_learners {
+                    // A voter is not demoted to a learner (it would be a learner and an
+                    // outgoing voter at once).
+                    if in_voters || in_learners || self.voters.contains(&id) {
                         return Err(ChangeError::AlreadyMember(id));
                     }
                     learners.push(id);

@@ -53,14 +53,7 @@ impl RaftGroup {
         append: AppendEntries,
     ) {
         if append.prev_index < self.log.committed {
-            // Everything through our commit index matches the leader's log already (Log
-            // Matching + Leader Completeness); tell the leader where we are.
-            let match_index = self.log.committed;
-            self.send(
-                from,
-                term,
-                MessageBody::AppendResponse(AppendResponse::Accepted { match_index }),
-            );
+            self.accept_through_commit(from, term);
             return;
         }
         // Decoded by `validate` already; collected before the entries move into the log.
@@ -106,6 +99,18 @@ impl RaftGroup {
                 );
             }
         }
+    }
+
+    /// Answers a leader whose message covers only what we hold committed: everything
+    /// through our commit index matches its log already (Log Matching + Leader
+    /// Completeness), so we tell it where we are.
+    pub(crate) fn accept_through_commit(&mut self, from: NodeId, term: Term) {
+        let match_index = self.log.committed;
+        self.send(
+            from,
+            term,
+            MessageBody::AppendResponse(AppendResponse::Accepted { match_index }),
+        );
     }
 
     /// Where our log diverges from a leader's that has an entry at `rejected_index` we do not
@@ -311,6 +316,11 @@ impl RaftGroup {
             return; // From an earlier term's progress.
         }
         self.progress[slot].1.fetch_pending = false;
+        if fetch.from <= self.log.base().0 {
+            // Compacted while the driver read: the follower needs the snapshot now.
+            self.send_append(fetch.to, false);
+            return;
+        }
         // Log Matching: what goes out must be this log's entries, contiguous from
         // `fetch.from`, each with the term this log has at its index.
         // Entries that do not match are a storage or driver bug: they are not sent, and the

@@ -108,6 +108,7 @@ pub struct SnapshotInstall {
 pub(crate) struct IncomingSnapshot {
     index: LogIndex,
     term: Term,
+    total_bytes: u64,
     next_offset: u64,
 }
 
@@ -133,7 +134,9 @@ impl RaftGroup {
         }
         let (base, _) = self.log.base();
         let current = self.snapshot.as_ref().map_or(base, |meta| meta.index);
-        if index < current.max(base) || index.0 == 0 {
+        // A second snapshot at the same index is refused too: a transfer in progress names
+        // its snapshot by index, and must not mix the bytes of two.
+        if index <= current.max(base) {
             return Err(CompactError::Stale {
                 index,
                 snapshot: current.max(base),
@@ -143,10 +146,16 @@ impl RaftGroup {
             .log
             .term(index)
             .expect("an applied index at or above the base");
+        let configuration = self.configs.at(index).clone();
+        if configuration.voters().is_empty() {
+            // A joining replica that has not yet applied the entry that told it its
+            // configuration: a snapshot without one could never be installed.
+            return Err(CompactError::ConfigurationUnknown { index });
+        }
         let snapshot = SnapshotMeta {
             index,
             term,
-            configuration: self.configs.at(index).clone(),
+            configuration,
         };
         let through = LogIndex(
             index
@@ -166,28 +175,29 @@ impl RaftGroup {
     }
 
     /// Leader: sends `to` (at `slot`) the next chunk of the snapshot it needs, asking the
-    /// driver for its bytes first.
+    /// driver for its bytes first. A transfer keeps the snapshot it started with (a newer
+    /// compaction does not restart it) unless the driver no longer has it.
     pub(crate) fn send_snapshot(&mut self, slot: usize) {
-        let snapshot_index = self
+        let latest = self
             .snapshot
-            .as_ref()
-            .map(|meta| meta.index)
+            .clone()
             .expect("a compacted log has a snapshot");
         let pr = &mut self.progress[slot].1;
         if pr.state != ProgressState::Snapshot {
-            pr.become_snapshot(snapshot_index);
+            pr.become_snapshot(latest.clone());
         }
         if !pr.snapshot_read_wanted() {
             return;
         }
-        if pr.snapshot_index != snapshot_index && pr.snapshot_offset == 0 {
-            // A newer snapshot was taken before this one got going: send that one.
-            pr.become_snapshot(snapshot_index);
+        if pr.snapshot_offset == 0 && pr.snapshot_index() != latest.index {
+            // Starting over anyway (never begun, or the driver lost the old one): send the
+            // newest.
+            pr.become_snapshot(latest);
         }
         pr.snapshot_read_pending = true;
         let read = crate::raft::SnapshotRead {
             to: self.progress[slot].0,
-            index: self.progress[slot].1.snapshot_index,
+            index: self.progress[slot].1.snapshot_index(),
             offset: self.progress[slot].1.snapshot_offset,
             bytes_max: self.cfg.snapshot_chunk_bytes_max,
         };
@@ -207,29 +217,24 @@ impl RaftGroup {
         let pr = &mut self.progress[slot].1;
         if pr.state != ProgressState::Snapshot
             || !pr.snapshot_read_pending
-            || pr.snapshot_index != read.index
+            || pr.snapshot_index() != read.index
             || pr.snapshot_offset != read.offset
         {
             return; // From an earlier state of this follower's progress.
         }
         pr.snapshot_read_pending = false;
-        let meta = self
-            .snapshot
-            .clone()
-            .filter(|meta| meta.index == read.index);
-        let (Some(chunk), Some(meta)) = (chunk, meta) else {
-            // Retried after the next heartbeat round, with the latest snapshot.
+        pr.snapshot_chunk_round = Some(round);
+        let usable = chunk.filter(|chunk| {
+            let end = read.offset.saturating_add(chunk.data.len() as u64);
+            end <= chunk.total_bytes && (!chunk.data.is_empty() || end == chunk.total_bytes)
+        });
+        let (Some(chunk), Some(meta)) = (usable, pr.snapshot.clone()) else {
+            // Unreadable, gone, or a chunk outside the snapshot: start over after the next
+            // heartbeat round, with the newest snapshot.
             pr.snapshot_offset = 0;
-            pr.snapshot_chunk_round = Some(round);
             return;
         };
-        let end = read.offset.saturating_add(chunk.data.len() as u64);
-        if end > chunk.total_bytes || (chunk.data.is_empty() && end < chunk.total_bytes) {
-            debug_assert!(false, "the driver read a chunk outside its snapshot");
-            pr.snapshot_chunk_round = Some(round);
-            return;
-        }
-        pr.snapshot_chunk_round = Some(round);
+        pr.snapshot_total = chunk.total_bytes;
         let term = self.term;
         self.send(
             read.to,
@@ -251,10 +256,11 @@ impl RaftGroup {
         };
         let pr = &mut self.progress[slot].1;
         if pr.state != ProgressState::Snapshot
-            || pr.snapshot_index != response.index
+            || pr.snapshot_index() != response.index
             || pr.snapshot_read_pending
+            || response.next_offset > pr.snapshot_total
         {
-            return;
+            return; // Stale, or beyond what was sent: nonsense.
         }
         pr.snapshot_offset = response.next_offset;
         pr.snapshot_chunk_round = None;
@@ -270,26 +276,25 @@ impl RaftGroup {
     ) {
         let index = chunk.meta.index;
         if index <= self.log.committed {
-            // We hold everything it covers already (committed entries match every
-            // leader's: Leader Completeness); tell the leader where we are.
+            // We hold everything it covers already.
             self.incoming_snapshot = None;
-            let match_index = self.log.committed;
-            self.send(
-                from,
-                term,
-                MessageBody::AppendResponse(AppendResponse::Accepted { match_index }),
-            );
+            self.accept_through_commit(from, term);
             return;
         }
         if chunk.offset == 0 {
             self.incoming_snapshot = Some(IncomingSnapshot {
                 index,
                 term: chunk.meta.term,
+                total_bytes: chunk.total_bytes,
                 next_offset: 0,
             });
         }
         let expected = match &self.incoming_snapshot {
-            Some(incoming) if incoming.index == index && incoming.term == chunk.meta.term => {
+            Some(incoming)
+                if incoming.index == index
+                    && incoming.term == chunk.meta.term
+                    && incoming.total_bytes == chunk.total_bytes =>
+            {
                 incoming.next_offset
             }
             _ => 0,

@@ -37,6 +37,10 @@ pub enum Verification {
     },
 }
 
+/// At most this many verifications collect hashes at once (and this many finished ones
+/// are remembered, so that late reports do not open them again).
+pub(crate) const VERIFY_ROUNDS_MAX: usize = 16;
+
 /// The hashes a leader collected for one verify entry.
 #[derive(Clone, Debug)]
 pub(crate) struct VerifyRound {
@@ -83,8 +87,22 @@ impl RaftGroup {
 
     /// Leader: `from` reports its hash at `index`.
     pub(crate) fn record_state_hash(&mut self, from: NodeId, index: LogIndex, hash: u64) {
-        if index > self.log.committed {
-            return; // Nobody applies an uncommitted entry: a broken peer.
+        let not_a_verify_entry = self
+            .log
+            .entry(index)
+            .is_some_and(|entry| entry.kind != EntryKind::Verify);
+        let member = from == self.id || self.configs.current().contains(from);
+        let known = self.verify_rounds.iter().any(|round| round.index == index);
+        if index > self.log.committed
+            || not_a_verify_entry
+            || !member
+            || self.verify_finished.contains(&index)
+            || (!known && self.verify_rounds.len() >= VERIFY_ROUNDS_MAX)
+        {
+            // Nobody applies an uncommitted entry; a report for another kind of entry or
+            // from outside the group is a broken peer; a late report for a finished round
+            // is dropped; the rounds in progress are bounded.
+            return;
         }
         let slot = match self
             .verify_rounds
@@ -132,6 +150,10 @@ impl RaftGroup {
     }
 
     fn finish_verification(&mut self, mut round: VerifyRound) {
+        self.verify_finished.push_back(round.index);
+        if self.verify_finished.len() > VERIFY_ROUNDS_MAX {
+            self.verify_finished.pop_front();
+        }
         round.hashes.sort_unstable();
         let first = round.hashes[0].1;
         let verification = if round.hashes.iter().all(|(_, hash)| *hash == first) {

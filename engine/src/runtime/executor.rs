@@ -430,14 +430,17 @@ fn handle<M: StateMachine>(
             machine,
             reply,
         } => {
-            reply.send(
-                shard
-                    .create_group(group, &voters, machine)
-                    .map_err(|error| match error {
-                        CreateGroupError::Exists(group) => RequestError::GroupExists(group),
-                        other => RequestError::InvalidGroup(other.to_string()),
-                    }),
-            );
+            let created = shard.create_group(group, &voters, machine);
+            if let Err(CreateGroupError::Log(error)) = &created {
+                // The log refused a record: like any log failure, the shard stops.
+                log::error!("shard of node {} stops: {error}", shard.node());
+                reply.send(Err(RequestError::Shutdown));
+                return false;
+            }
+            reply.send(created.map_err(|error| match error {
+                CreateGroupError::Exists(group) => RequestError::GroupExists(group),
+                other => RequestError::InvalidGroup(other.to_string()),
+            }));
         }
         Command::RemoveGroup { group, reply } => {
             let removed = shard.remove_group(group);

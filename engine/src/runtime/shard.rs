@@ -86,6 +86,10 @@ pub enum CreateGroupError {
     /// The group's snapshot file cannot be read.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The record that brings the group's log in line with its snapshot could not be
+    /// written: the shard cannot go on.
+    #[error(transparent)]
+    Log(#[from] ShardError),
     /// The group's snapshot does not restore into the state machine.
     #[error("group {group:?}: the state machine refused its snapshot: {reason}")]
     SnapshotRestore {
@@ -179,6 +183,9 @@ struct Slot<M> {
     dirty: bool,
     /// Led by this replica at its last poll.
     leading: bool,
+    /// Which creation of the group on this shard this is: Readies in flight for a removed
+    /// replica must not be acknowledged to a new one of the same id.
+    incarnation: u64,
 }
 
 impl<M> Slot<M> {
@@ -198,6 +205,8 @@ impl<M> Slot<M> {
 /// A `Ready` whose persistence is in flight.
 struct PendingReady {
     group: GroupId,
+    /// The slot's incarnation when the Ready was taken.
+    incarnation: u64,
     id: ReadyId,
     persisted_messages: Vec<Message>,
     committed_entries: Vec<Entry>,
@@ -238,6 +247,8 @@ pub struct Shard<T: Transport, M: StateMachine> {
     peer_buffers: (Vec<NodeId>, Vec<NodeId>),
     /// The groups' snapshots (`None`: this shard never snapshots, and takes none).
     snapshots: Option<SnapshotStore>,
+    /// The incarnation the next created slot gets.
+    next_incarnation: u64,
     /// Compaction marks to write with the next record (their snapshots are on disk).
     compactions: Vec<(GroupId, LogIndex)>,
 }
@@ -269,6 +280,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             ),
             peer_buffers: (Vec::new(), Vec::new()),
             snapshots: None,
+            next_incarnation: 0,
             compactions: Vec::new(),
             config,
         }
@@ -468,9 +480,11 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                     }
                     None => {
                         if ready.install_snapshot.is_some() {
-                            log::error!(
-                                "group {group:?}: a snapshot arrived at a shard without snapshots"
-                            );
+                            // The core already counts it installed: going on would lose it.
+                            return Err(ShardError::SnapshotRestore {
+                                group,
+                                reason: "a snapshot arrived at a shard that keeps none".to_string(),
+                            });
                         }
                         None
                     }
@@ -481,6 +495,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 persist_ready(&mut self.batch, group, &ready, &mut slot.last_index)?;
                 readies.push(PendingReady {
                     group,
+                    incarnation: slot.incarnation,
                     id: ready.id,
                     persisted_messages: ready.persisted_messages,
                     committed_entries: ready.committed_entries,
@@ -536,8 +551,12 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             completed = true;
             for pending in turn.readies {
                 // A group removed since: its Readies are moot.
-                let Some(slot) = self.groups.get_mut(&pending.group) else {
-                    continue;
+                let Some(slot) = self
+                    .groups
+                    .get_mut(&pending.group)
+                    .filter(|slot| slot.incarnation == pending.incarnation)
+                else {
+                    continue; // The replica was removed since (and maybe created again).
                 };
                 // Figure 2: responses that acknowledge entries, and votes, leave only once
                 // the state they promise is on stable storage.
@@ -592,8 +611,9 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 }
                 if let Some(store) = &mut self.snapshots {
                     let applied = slot.raft.status().applied;
-                    if store.due(pending.group, applied) {
-                        take_snapshot(slot, pending.group, store, &mut self.compactions)?;
+                    if store.due(pending.group, applied)
+                        && take_snapshot(slot, pending.group, store, &mut self.compactions)?
+                    {
                         self.stats.snapshots_taken += 1;
                     }
                 }
@@ -784,21 +804,23 @@ fn apply<M: StateMachine>(
 }
 
 /// Snapshots `slot`'s state machine at its applied index into `store`, durably, then
-/// compacts the core's log; the log's compaction mark goes with the next record.
+/// compacts the core's log; the log's compaction mark goes with the next record. Returns
+/// whether a snapshot was taken (a joining replica that does not know its configuration
+/// yet takes none).
 fn take_snapshot<M: StateMachine>(
     slot: &mut Slot<M>,
     group: GroupId,
     store: &mut SnapshotStore,
     compactions: &mut Vec<(GroupId, LogIndex)>,
-) -> Result<(), ShardError> {
+) -> Result<bool, ShardError> {
     let applied = slot.raft.status().applied;
     let Ok(compaction) = slot.raft.compact(applied) else {
-        return Ok(()); // Not past the current snapshot: nothing to do.
+        return Ok(false);
     };
     let data = slot.machine.snapshot();
     store.save(group, &compaction.snapshot, &data)?;
     compactions.push((group, compaction.log_compacted_through));
-    Ok(())
+    Ok(true)
 }
 
 /// A snapshot through (`index`, `term`) replaced this replica's log and state machine:

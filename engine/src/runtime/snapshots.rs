@@ -4,8 +4,9 @@
 //! A snapshot file is written whole and made durable (write to a temporary name, fsync,
 //! rename, fsync the directory) *before* the log record that compacts the group's entries
 //! behind it is written, so the log never refers to a snapshot that is not on disk. The
-//! newest file of a group is the group's snapshot; an older one is deleted once the newer
-//! is durable. The layout is in docs/FORMATS.md ("Snapshot file").
+//! newest file of a group is the group's snapshot. The one before it is kept until the
+//! next, so that a transfer to a follower survives one compaction on the leader; older
+//! ones are deleted. The layout is in docs/FORMATS.md ("Snapshot file").
 //!
 //! Chunks a follower receives are staged in memory until the last one arrives
 //! (`stage`/`take_staged`); a leader reads its chunks from the file (`read_chunk`).
@@ -65,6 +66,8 @@ pub struct SnapshotStore {
     dir: PathBuf,
     every_entries: u64,
     latest: BTreeMap<GroupId, Stored>,
+    /// The snapshot each group had before its latest, still readable by transfers.
+    previous: BTreeMap<GroupId, Stored>,
     staging: BTreeMap<GroupId, Vec<u8>>,
 }
 
@@ -95,6 +98,7 @@ impl SnapshotStore {
             dir: dir.to_path_buf(),
             every_entries,
             latest: BTreeMap::new(),
+            previous: BTreeMap::new(),
             staging: BTreeMap::new(),
         };
         let mut found: BTreeMap<GroupId, Vec<(LogIndex, PathBuf)>> = BTreeMap::new();
@@ -110,10 +114,11 @@ impl SnapshotStore {
         for (group, mut files) in found {
             files.sort();
             let (_, newest) = files.pop().expect("at least one");
+            // Checked before anything older goes.
+            let stored = read_header(&newest)?;
             for (_, older) in files {
                 fs::remove_file(&older).map_err(io_error(&older))?;
             }
-            let stored = read_header(&newest)?;
             store.latest.insert(group, stored);
         }
         Ok(store)
@@ -210,8 +215,9 @@ impl SnapshotStore {
         );
         if let Some(previous) = previous
             && previous.path != path
+            && let Some(older) = self.previous.insert(group, previous)
         {
-            fs::remove_file(&previous.path).map_err(io_error(&previous.path))?;
+            fs::remove_file(&older.path).map_err(io_error(&older.path))?;
         }
         Ok(())
     }
@@ -228,7 +234,11 @@ impl SnapshotStore {
         offset: u64,
         bytes_max: usize,
     ) -> Result<Option<SnapshotChunkData>, SnapshotError> {
-        let Some(stored) = self.latest.get(&group).filter(|s| s.meta.index == index) else {
+        let Some(stored) = [self.latest.get(&group), self.previous.get(&group)]
+            .into_iter()
+            .flatten()
+            .find(|stored| stored.meta.index == index)
+        else {
             return Ok(None);
         };
         if offset > stored.data_len {
@@ -270,7 +280,10 @@ impl SnapshotStore {
     /// The file cannot be deleted.
     pub fn remove(&mut self, group: GroupId) -> Result<(), SnapshotError> {
         self.staging.remove(&group);
-        if let Some(stored) = self.latest.remove(&group) {
+        for stored in [self.latest.remove(&group), self.previous.remove(&group)]
+            .into_iter()
+            .flatten()
+        {
             fs::remove_file(&stored.path).map_err(io_error(&stored.path))?;
         }
         Ok(())
@@ -349,6 +362,27 @@ mod tests {
             .save(GroupId(7), &meta(20), b"second state")
             .expect("saved");
         assert!(!store.due(GroupId(7), LogIndex(29)));
+        // The one before stays readable (a transfer in progress), the one before that goes.
+        let old = store
+            .read_chunk(GroupId(7), LogIndex(10), 0, 64)
+            .expect("reads");
+        assert_eq!(
+            old.map(|chunk| chunk.data),
+            Some(Bytes::from_static(b"first"))
+        );
+        store.save(GroupId(7), &meta(30), b"third").expect("saved");
+        assert_eq!(
+            store
+                .read_chunk(GroupId(7), LogIndex(10), 0, 64)
+                .expect("reads"),
+            None
+        );
+        assert!(!dir.path().join("g7-i10.snap").exists());
+        store.remove(GroupId(7)).expect("removed");
+        store.save(GroupId(7), &meta(10), b"first").expect("saved");
+        store
+            .save(GroupId(7), &meta(20), b"second state")
+            .expect("saved");
         let reopened = SnapshotStore::open(dir.path(), 10).expect("reopens");
         assert_eq!(
             reopened.load(GroupId(7)).expect("loads"),

@@ -148,10 +148,45 @@ pub fn persist_ready(
     Ok(())
 }
 
+/// What `restore_group` found: the replica's state, and what the log must be told before
+/// anything else is written for the group.
+#[derive(Debug)]
+pub struct RestoredGroup {
+    /// The durable state, for `RaftGroup::new`.
+    pub state: RestoredState,
+    /// The group's last index in the log once `repair` is written (what `persist_ready`
+    /// must start from).
+    pub last_index: LogIndex,
+    /// The snapshot is newer than the log's compaction mark (its install record, or its
+    /// compaction mark, did not land): the record that does the same must be written now,
+    /// or the log would not take the entries after the snapshot, and a replaced suffix
+    /// would come back at the next restart.
+    pub repair: Option<LogRepair>,
+}
+
+/// The log operations that bring a group's log in line with its snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRepair {
+    /// Truncate from here first (a suffix the snapshot replaced).
+    pub truncate_from: Option<LogIndex>,
+    /// Then compact through the snapshot's index.
+    pub compact_through: LogIndex,
+}
+
+impl LogRepair {
+    /// Adds the repair to `batch` for `group`.
+    pub fn write(&self, batch: &mut WriteBatch, group: GroupId) {
+        let wal_group = WalGroupId(group.0);
+        if let Some(from) = self.truncate_from {
+            batch.truncate(wal_group, WalLogIndex(from.0));
+        }
+        batch.compact(wal_group, WalLogIndex(self.compact_through.0));
+    }
+}
+
 /// The durable state of `group` in `wal` and its newest `snapshot` (the state machine is
-/// restored from it by the caller), for `RaftGroup::new`, and the group's last index in
-/// the log (what `persist_ready` must start from). A group the log does not know starts
-/// empty, or from its snapshot.
+/// restored from it by the caller), for `RaftGroup::new`. A group the log does not know
+/// starts empty, or from its snapshot.
 ///
 /// The snapshot file is written before the log record that installs or compacts behind
 /// it; a crash between leaves the log as it was, so: entries at or below the snapshot are
@@ -163,7 +198,7 @@ pub fn restore_group(
     wal: &Wal,
     group: GroupId,
     snapshot: Option<&SnapshotMeta>,
-) -> Result<(RestoredState, LogIndex), RestoreError> {
+) -> Result<RestoredGroup, RestoreError> {
     let base = snapshot.map_or(LogIndex(0), |meta| meta.index);
     let raise_to_snapshot_term = |mut hard_state: HardState| {
         if let Some(meta) = snapshot
@@ -181,7 +216,15 @@ pub fn restore_group(
             entries: Vec::new(),
             applied: base,
         };
-        return Ok((restored, LogIndex(0)));
+        let repair = snapshot.map(|meta| LogRepair {
+            truncate_from: None,
+            compact_through: meta.index,
+        });
+        return Ok(RestoredGroup {
+            state: restored,
+            last_index: base,
+            repair,
+        });
     };
     if state.compacted_through.0 > base.0 {
         return Err(RestoreError::Compacted {
@@ -220,8 +263,9 @@ pub fn restore_group(
     if let Some(error) = bad {
         return Err(error);
     }
+    let mut replaced = false;
     if let Some(meta) = snapshot {
-        let replaced = entries
+        replaced = entries
             .first()
             .is_some_and(|entry| entry.index == meta.index && entry.term != meta.term);
         if replaced {
@@ -229,6 +273,16 @@ pub fn restore_group(
         }
         entries.retain(|entry| entry.index > meta.index);
     }
+    let log_last = LogIndex(state.last_index.0);
+    let repair = (base.0 > state.compacted_through.0).then(|| LogRepair {
+        truncate_from: (replaced && log_last > base).then(|| base.next()),
+        compact_through: base,
+    });
+    let last_index = match repair {
+        Some(_) if replaced => base,
+        Some(_) => log_last.max(base),
+        None => log_last,
+    };
     if hard_state.commit.0 > state.last_index.0.max(base.0) {
         return Err(RestoreError::CommitBeyondLog {
             group: group.0,
@@ -242,7 +296,11 @@ pub fn restore_group(
         entries,
         applied: base,
     };
-    Ok((restored, LogIndex(state.last_index.0)))
+    Ok(RestoredGroup {
+        state: restored,
+        last_index,
+        repair,
+    })
 }
 
 /// Reads `group`'s entries `from..=through` back from `wal`, stopping after about

@@ -573,7 +573,17 @@ impl Simulation {
                 if let Some(hard_state) = write.hard_state {
                     replica.disk_hard_state = hard_state;
                 }
-                if let Some((install, bytes)) = write.install {
+                // A snapshot taken here since (from entries applied after the install) is
+                // newer: the install changes nothing on disk any more.
+                let newer_on_disk = |index| {
+                    replica
+                        .disk_snapshot
+                        .as_ref()
+                        .is_some_and(|(meta, _)| meta.index >= index)
+                };
+                if let Some((install, bytes)) = write.install
+                    && !newer_on_disk(install.meta.index)
+                {
                     let index = install.meta.index;
                     replica
                         .disk_entries

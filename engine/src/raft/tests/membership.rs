@@ -454,3 +454,173 @@ fn verification_is_consistent_and_names_a_corrupted_replica() {
     network.tick_all(timeout);
     assert_eq!(network.verifications.len(), 3);
 }
+
+#[test]
+fn a_follower_acknowledges_a_snapshot_only_once_it_is_durable() {
+    use crate::raft::{
+        AppendResponse, Configuration, InstallSnapshot, Message, RaftGroup, RestoredState,
+        SnapshotMeta, Term,
+    };
+    let mut follower =
+        RaftGroup::new(config(NodeId(2)), &ids(3), RestoredState::default()).expect("valid");
+    let chunk = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(2),
+        body: MessageBody::InstallSnapshot(InstallSnapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(50),
+                term: Term(2),
+                configuration: Configuration::new(&ids(3)).expect("voters"),
+            },
+            offset: 0,
+            total_bytes: 4,
+            data: Bytes::from_static(b"data"),
+        }),
+    };
+    let accepted = |messages: &[Message]| {
+        messages.iter().any(|m| {
+            matches!(
+                m.body,
+                MessageBody::AppendResponse(AppendResponse::Accepted { .. })
+            )
+        })
+    };
+    // The follower already knows the leader, durably: nothing else holds its answers back.
+    follower
+        .step(Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(2),
+            body: MessageBody::Heartbeat(crate::raft::Heartbeat {
+                commit: LogIndex(0),
+                read_round: 1,
+            }),
+        })
+        .expect("taken");
+    let known = follower.poll_ready().expect("a ready");
+    follower.on_persisted(known.id);
+    follower.step(chunk.clone()).expect("taken");
+    let install = follower.poll_ready().expect("a ready");
+    assert!(install.install_snapshot.is_some());
+    assert!(!accepted(&install.messages), "acknowledged before durable");
+    assert!(accepted(&install.persisted_messages));
+    // The leader re-sends the last chunk (its answer was slow): the answer to it must
+    // wait for the install too, or a crash now would leave the leader believing entries
+    // through 50 are here.
+    follower.step(chunk).expect("taken");
+    let again = follower.poll_ready().expect("a ready");
+    assert!(
+        !accepted(&again.messages),
+        "acknowledged before the install is durable"
+    );
+    assert!(accepted(&again.persisted_messages));
+    follower.on_persisted(again.id);
+    follower
+        .step(Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(2),
+            body: MessageBody::Heartbeat(crate::raft::Heartbeat {
+                commit: LogIndex(50),
+                read_round: 1,
+            }),
+        })
+        .expect("taken");
+    let after = follower.poll_ready().expect("a ready");
+    assert!(
+        !after.messages.is_empty(),
+        "answers go at once once the install is durable"
+    );
+}
+
+#[test]
+fn compaction_refuses_the_same_index_twice_and_an_unknown_configuration() {
+    let mut network = led_by_one(3);
+    load(&mut network, 1, 3);
+    let applied = network.nodes[&NodeId(1)].status().applied;
+    network.compact(1);
+    assert!(matches!(
+        network.node(1).compact(applied),
+        Err(crate::raft::CompactError::Stale { .. })
+    ));
+    // A joining replica that applied entries before learning its configuration.
+    let mut joiner = crate::raft::RaftGroup::new(
+        config(NodeId(9)),
+        &[],
+        crate::raft::RestoredState {
+            entries: vec![crate::raft::Entry {
+                index: LogIndex(1),
+                term: crate::raft::Term(1),
+                kind: crate::raft::EntryKind::Normal,
+                data: Bytes::from_static(b"x").into(),
+            }],
+            hard_state: crate::raft::HardState {
+                term: crate::raft::Term(1),
+                vote: None,
+                commit: LogIndex(1),
+            },
+            snapshot: None,
+            applied: LogIndex(1),
+        },
+    )
+    .expect("valid");
+    assert_eq!(
+        joiner.compact(LogIndex(1)),
+        Err(crate::raft::CompactError::ConfigurationUnknown { index: LogIndex(1) })
+    );
+}
+
+#[test]
+fn a_leaving_node_holding_the_only_copy_of_c_new_can_still_lead_until_it_commits() {
+    // C_old = {1,2} → C_new = {2,3}: node 1 leads and replaces itself with node 3.
+    let mut network = led_by_one(2);
+    network.add_node(3);
+    network
+        .node(1)
+        .propose_change(&[
+            MembershipChange::RemoveVoter(NodeId(1)),
+            MembershipChange::AddVoter(NodeId(3)),
+        ])
+        .expect("joint change");
+    // Node 1 appends C_new as soon as the joint entry commits, but cut off it is the only
+    // one to hold it (and more entries), and check-quorum makes it step down.
+    network.drop_if = Some(Box::new(|message| {
+        message.from == NodeId(1)
+            && matches!(&message.body, MessageBody::AppendEntries(append)
+                if append.entries.iter().any(|e| e.kind == crate::raft::EntryKind::Configuration
+                    && crate::raft::Configuration::decode(&e.data).is_ok_and(|c| !c.is_joint())))
+    }));
+    network.settle();
+    network.tick_all(2);
+    assert!(network.nodes[&NodeId(2)].configuration().is_joint());
+    assert!(
+        !network.nodes[&NodeId(1)].configuration().is_joint(),
+        "node 1 holds C_new"
+    );
+    network.drop_if = None;
+    network.isolate(1, &[2, 3]);
+    network
+        .node(1)
+        .propose(Bytes::from_static(b"only on node 1"))
+        .expect("still the leader");
+    network.settle();
+    network.tick_all(25);
+    assert_ne!(
+        network.nodes[&NodeId(1)].status().role,
+        Role::Leader,
+        "check-quorum"
+    );
+    // Nodes 2 and 3 hold the joint configuration: a majority of C_old = {1,2} needs node 1,
+    // whose log is longer. Only node 1 can be elected, though C_new leaves it out.
+    network.heal();
+    network.tick_all(60);
+    let leader = network.leader().expect("a leader after healing");
+    assert_eq!(network.nodes[&leader].configuration().voters(), n(&[2, 3]));
+    assert!(!network.nodes[&leader].configuration().is_joint());
+    assert_ne!(
+        leader,
+        NodeId(1),
+        "node 1 stepped down once C_new committed"
+    );
+}

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::raft::{
     Config, Entry, EntryKind, HardState, LogIndex, Message, NodeId, Proposed, RaftGroup,
-    RestoredState, Role, SnapshotChunkData, SnapshotMeta, Term, Verification,
+    RestoredState, Role, SnapshotMeta, Term, Verification,
 };
 
 /// Decides which messages the network drops.
@@ -284,20 +284,9 @@ impl Network {
             }
             node.on_persisted(ready.id);
             for read in ready.snapshot_reads {
-                let chunk = disk
-                    .snapshot
-                    .as_ref()
-                    .filter(|(meta, _)| meta.index == read.index)
-                    .map(|(_, bytes)| {
-                        let start = usize::try_from(read.offset)
-                            .expect("small")
-                            .min(bytes.len());
-                        let end = (start + read.bytes_max).min(bytes.len());
-                        SnapshotChunkData {
-                            data: Bytes::copy_from_slice(&bytes[start..end]),
-                            total_bytes: bytes.len() as u64,
-                        }
-                    });
+                let chunk = disk.snapshot.as_ref().and_then(|(meta, bytes)| {
+                    crate::raft::fuzzing::answer_snapshot_read(meta.index, bytes, read)
+                });
                 node.on_snapshot_read(read, chunk);
             }
             self.verifications

@@ -36,8 +36,21 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             Some(store) => store.load(group)?,
             None => None,
         };
-        let (restored, last_index) =
-            restore_group(&self.wal, group, snapshot.as_ref().map(|(meta, _)| meta))?;
+        let restored = restore_group(&self.wal, group, snapshot.as_ref().map(|(meta, _)| meta))?;
+        if let Some(repair) = restored.repair {
+            // Between turns the write batch is empty: the repair is a record of its own,
+            // before anything the group writes.
+            debug_assert!(self.batch.is_empty(), "a request between turns");
+            repair.write(&mut self.batch, group);
+            super::submit_turn(
+                &mut self.wal,
+                &mut self.batch,
+                Vec::new(),
+                &mut self.in_flight,
+                &mut self.stats,
+            )?;
+        }
+        let (last_index, restored) = (restored.last_index, restored.state);
         let applied_term = match &snapshot {
             Some((meta, data)) => {
                 machine
@@ -71,7 +84,9 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             ticking: false,
             dirty: false,
             leading: false,
+            incarnation: self.next_incarnation,
         };
+        self.next_incarnation += 1;
         slot.touch(group, &mut self.ticking, &mut self.dirty);
         self.groups.insert(group, slot);
         Ok(())
@@ -136,6 +151,8 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         if slot.dirty {
             self.dirty.retain(|g| *g != group);
         }
+        // A compaction mark queued for the removed replica must not reach a new one.
+        self.compactions.retain(|(queued, _)| *queued != group);
         if let Some(store) = &mut self.snapshots {
             store
                 .remove(group)

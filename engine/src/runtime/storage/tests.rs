@@ -88,7 +88,7 @@ fn persisted_readies_come_back_after_a_reopen_including_replaced_entries() {
     }
     let wal = open(dir.path());
     let restored = restore_group(&wal, group, None)
-        .map(|(restored, _)| restored)
+        .map(|restored| restored.state)
         .expect("restores");
     let mut expected = first[..3].to_vec();
     expected.extend(replacing);
@@ -119,13 +119,13 @@ fn persisted_readies_come_back_after_a_reopen_including_replaced_entries() {
     wal.append_durable(&batch).expect("durable");
     assert_eq!(
         restore_group(&wal, GroupId(1), None)
-            .map(|(restored, _)| restored)
+            .map(|restored| restored.state)
             .expect("restores")
             .hard_state,
         vote_only
     );
     assert!(matches!(
-        restore_group(&wal, GroupId(2), None).map(|(restored, _)| restored),
+        restore_group(&wal, GroupId(2), None).map(|restored| restored.state),
         Err(RestoreError::CommitBeyondLog {
             group: 2,
             commit: 3,
@@ -134,7 +134,7 @@ fn persisted_readies_come_back_after_a_reopen_including_replaced_entries() {
     ));
     assert_eq!(
         restore_group(&wal, GroupId(9), None)
-            .map(|(restored, _)| restored)
+            .map(|restored| restored.state)
             .expect("an unknown group")
             .entries,
         vec![]
@@ -176,7 +176,7 @@ fn an_entry_not_written_here_is_refused_on_restore() {
     );
     wal.append_durable(&batch).expect("durable");
     assert!(matches!(
-        restore_group(&wal, GroupId(5), None).map(|(restored, _)| restored),
+        restore_group(&wal, GroupId(5), None).map(|restored| restored.state),
         Err(RestoreError::BadEntry {
             group: 5,
             index: 1,
@@ -199,7 +199,7 @@ fn start(id: NodeId, dir: &std::path::Path) -> Replica {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
     let wal = open(dir);
     let restored = restore_group(&wal, GROUP, None)
-        .map(|(restored, _)| restored)
+        .map(|restored| restored.state)
         .expect("restores");
     let last_index = restored
         .entries
@@ -283,7 +283,7 @@ fn a_cluster_restarted_from_its_logs_keeps_its_entries_and_carries_on() {
         .iter()
         .map(|replica| {
             let restored = restore_group(&replica.wal, GROUP, None)
-                .map(|(restored, _)| restored)
+                .map(|restored| restored.state)
                 .expect("restores");
             (restored.hard_state, restored.entries)
         })
@@ -306,7 +306,7 @@ fn a_cluster_restarted_from_its_logs_keeps_its_entries_and_carries_on() {
         .collect();
     for (replica, (hard_state, entries)) in replicas.iter().zip(&before) {
         let restored = restore_group(&replica.wal, GROUP, None)
-            .map(|(restored, _)| restored)
+            .map(|restored| restored.state)
             .expect("restores");
         assert_eq!(&restored.entries, entries);
         assert_eq!(restored.hard_state.term, hard_state.term);
@@ -324,4 +324,102 @@ fn a_cluster_restarted_from_its_logs_keeps_its_entries_and_carries_on() {
             ]
         );
     }
+}
+
+/// A log of entries 1..=`last` of term 1 for group 3, durable.
+fn log_of(dir: &std::path::Path, last: u64) -> Wal {
+    let mut wal = open(dir);
+    let mut batch = WriteBatch::new();
+    let entries = (1..=last)
+        .map(|index| entry(index, 1, EntryKind::Normal, b"x"))
+        .collect();
+    let mut last_index = LogIndex(0);
+    persist_ready(
+        &mut batch,
+        GroupId(3),
+        &ready(entries, None),
+        &mut last_index,
+    )
+    .expect("ok");
+    wal.append_durable(&batch).expect("durable");
+    wal
+}
+
+fn snapshot_at(index: u64, term: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        index: LogIndex(index),
+        term: Term(term),
+        configuration: crate::raft::Configuration::new(&[NodeId(1)]).expect("voters"),
+    }
+}
+
+#[test]
+fn a_snapshot_whose_record_did_not_land_is_restored_and_the_log_repaired() {
+    // The log holds 1..=25 of term 1; a snapshot at 20 of term 2 replaced the suffix, but
+    // its install record never landed.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut wal = log_of(dir.path(), 25);
+    let meta = snapshot_at(20, 2);
+    let restored = restore_group(&wal, GroupId(3), Some(&meta)).expect("restores");
+    assert!(
+        restored.state.entries.is_empty(),
+        "the replaced suffix is left out"
+    );
+    assert_eq!(
+        restored.state.hard_state.term,
+        Term(2),
+        "term raised to the snapshot's"
+    );
+    assert_eq!(restored.state.applied, LogIndex(20));
+    let repair = restored.repair.expect("a repair");
+    assert_eq!(repair.truncate_from, Some(LogIndex(21)));
+    assert_eq!(repair.compact_through, LogIndex(20));
+    assert_eq!(restored.last_index, LogIndex(20));
+    let mut batch = WriteBatch::new();
+    repair.write(&mut batch, GroupId(3));
+    // The entries after the snapshot follow the repair in the log, and survive a reopen.
+    let mut last_index = restored.last_index;
+    let after = vec![entry(21, 2, EntryKind::Normal, b"new")];
+    persist_ready(&mut batch, GroupId(3), &ready(after, None), &mut last_index).expect("ok");
+    wal.append_durable(&batch)
+        .expect("the log takes the repair and the entries after");
+    drop(wal);
+    let wal = open(dir.path());
+    let again = restore_group(&wal, GroupId(3), Some(&meta)).expect("restores");
+    assert_eq!(again.repair, None);
+    assert_eq!(
+        again
+            .state
+            .entries
+            .iter()
+            .map(|e| (e.index.0, e.term.0))
+            .collect::<Vec<_>>(),
+        vec![(21, 2)]
+    );
+}
+
+#[test]
+fn a_snapshot_ahead_of_a_shorter_or_matching_log_keeps_what_follows_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let wal = log_of(dir.path(), 8);
+    let restored = restore_group(&wal, GroupId(3), Some(&snapshot_at(20, 2))).expect("restores");
+    assert!(restored.state.entries.is_empty());
+    assert_eq!(restored.last_index, LogIndex(20));
+    assert_eq!(restored.repair.map(|r| r.truncate_from), Some(None));
+    let dir = tempfile::tempdir().expect("dir");
+    let wal = log_of(dir.path(), 25);
+    let restored = restore_group(&wal, GroupId(3), Some(&snapshot_at(20, 1))).expect("restores");
+    assert_eq!(
+        restored.state.entries.len(),
+        5,
+        "21..=25 follow the snapshot"
+    );
+    assert_eq!(restored.last_index, LogIndex(25));
+    // A log that never knew the group: the snapshot alone, and a mark to write.
+    let restored = restore_group(&wal, GroupId(4), Some(&snapshot_at(20, 1))).expect("restores");
+    assert_eq!(restored.last_index, LogIndex(20));
+    assert_eq!(
+        restored.repair.map(|r| r.compact_through),
+        Some(LogIndex(20))
+    );
 }

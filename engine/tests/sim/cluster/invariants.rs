@@ -149,8 +149,16 @@ impl Simulation {
                 .collect();
             let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
             let Some(leader) = leaders.iter().max_by_key(|s| s.term) else {
+                let replicas: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|node| {
+                        let raft = &node.replicas[group].raft;
+                        format!("{:?} {:?}", raft.status(), raft.configuration())
+                    })
+                    .collect();
                 self.fail(format!(
-                    "liveness: group {group} has no leader {} µs after faults stopped",
+                    "liveness: group {group} has no leader {} µs after faults stopped: {replicas:?}",
                     LIVENESS_US
                 ));
                 return;

@@ -13,9 +13,7 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
-use flotilla::raft::{
-    ChangeError, MembershipChange, NodeId, Role, SnapshotChunkData, SnapshotRead, Verification,
-};
+use flotilla::raft::{ChangeError, MembershipChange, NodeId, Role, SnapshotRead, Verification};
 
 use super::{Pending, Simulation};
 
@@ -74,20 +72,9 @@ impl Simulation {
     /// A leader's driver reads a chunk of its stored snapshot.
     pub(super) fn answer_snapshot_read(&mut self, node: usize, group: usize, read: SnapshotRead) {
         let replica = &mut self.nodes[node].replicas[group];
-        let chunk = replica
-            .disk_snapshot
-            .as_ref()
-            .filter(|(meta, _)| meta.index == read.index)
-            .map(|(_, bytes)| {
-                let start = usize::try_from(read.offset)
-                    .expect("small")
-                    .min(bytes.len());
-                let end = (start + read.bytes_max).min(bytes.len());
-                SnapshotChunkData {
-                    data: bytes::Bytes::copy_from_slice(&bytes[start..end]),
-                    total_bytes: bytes.len() as u64,
-                }
-            });
+        let chunk = replica.disk_snapshot.as_ref().and_then(|(meta, bytes)| {
+            flotilla::raft::fuzzing::answer_snapshot_read(meta.index, bytes, read)
+        });
         replica.raft.on_snapshot_read(read, chunk);
         self.totals.snapshot_chunks += 1;
     }
