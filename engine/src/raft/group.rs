@@ -790,12 +790,9 @@ impl RaftGroup {
                 Some(self.id),
                 "Election Safety: a leader voted for itself"
             );
-            // One membership change at a time (thesis §4.3): a leader appends a configuration
-            // only once the previous one is committed.
-            assert!(
-                self.configs.count_above(self.log.committed) <= 1,
-                "two configuration entries in flight"
-            );
+            // One membership change at a time (thesis §4.3) is asserted where a leader
+            // appends a configuration (`append_configuration`); a newly elected leader may
+            // still hold several uncommitted ones from earlier terms (found by fuzzing).
             let members = self.configs.current().members();
             assert_eq!(
                 self.progress.len(),

@@ -25,7 +25,8 @@
 //! - `ConfigHistory` holds the base configuration first (at or below the log's base), then
 //!   one element per configuration entry in the log, in index order; each matches its
 //!   entry's term in the log.
-//! - At most one configuration entry above the commit index.
+//! - A leader appends a configuration entry only when the previous one is committed (a
+//!   new leader may inherit several uncommitted ones, and appends none until they are).
 
 use crate::raft::group::RaftGroup;
 use crate::raft::message::MessageBody;
@@ -69,11 +70,6 @@ impl ConfigHistory {
     pub(crate) fn at(&self, index: LogIndex) -> &Configuration {
         let slot = self.configs.partition_point(|(at, _, _)| *at <= index);
         &self.configs[slot.saturating_sub(1)].2
-    }
-
-    /// How many configuration entries lie above `index`.
-    pub(crate) fn count_above(&self, index: LogIndex) -> usize {
-        self.configs.iter().filter(|(at, _, _)| *at > index).count()
     }
 
     /// Records a configuration entry appended at `index`.

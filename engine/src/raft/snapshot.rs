@@ -370,6 +370,10 @@ pub(crate) fn validate_install(chunk: &InstallSnapshot, term: Term) -> Result<()
     if chunk.meta.index.0 == 0 {
         return Err("snapshot at index 0");
     }
+    if chunk.meta.index.0 == u64::MAX {
+        // Its next index (where the log would go on) does not exist.
+        return Err("snapshot index overflow");
+    }
     if chunk.offset.saturating_add(chunk.data.len() as u64) > chunk.total_bytes {
         return Err("chunk beyond the snapshot's length");
     }
