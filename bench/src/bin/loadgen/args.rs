@@ -18,6 +18,8 @@ pub(crate) struct Args {
     /// Instead of a load run: create this many groups per node, let them quiesce, and
     /// report the memory each costs.
     pub(crate) idle_groups: Option<u64>,
+    /// Groups snapshot their state machine every this many applied entries (0: never).
+    pub(crate) snapshot_every: u64,
     pub(crate) json: Option<String>,
 }
 
@@ -32,6 +34,7 @@ pub(crate) fn parse_args() -> anyhow::Result<Args> {
         read_ratio: 0.0,
         rate: None,
         idle_groups: None,
+        snapshot_every: flotilla::SNAPSHOT_EVERY_ENTRIES_DEFAULT,
         json: None,
     };
     let mut it = std::env::args().skip(1);
@@ -47,6 +50,9 @@ pub(crate) fn parse_args() -> anyhow::Result<Args> {
             "--read-ratio" => args.read_ratio = value()?.parse().context("--read-ratio")?,
             "--rate" => args.rate = Some(value()?.parse().context("--rate")?),
             "--idle-groups" => args.idle_groups = Some(value()?.parse().context("--idle-groups")?),
+            "--snapshot-every" => {
+                args.snapshot_every = value()?.parse().context("--snapshot-every")?;
+            }
             "--json" => args.json = Some(value()?),
             other => bail!("unknown flag {other} (see the usage in the file's docs)"),
         }

@@ -12,11 +12,12 @@
 //! Reads (`--read-ratio`): a request is a linearizable read (ReadIndex) of `--batch` keys
 //! instead of `--batch` writes, with that probability. `--rate OPS` paces the clients to
 //! OPS operations per second in total (for latency at a given load). `--idle-groups N`
-//! measures instead the memory of N idle (quiesced) groups per node.
+//! measures instead the memory of N idle (quiesced) groups per node. `--snapshot-every N`
+//! sets how often groups snapshot their state machine (default 10 000 entries; 0 never).
 //!
 //! Usage: `cargo run --release -p flotilla-bench --bin loadgen -- [--duration SECS]
 //! [--payload BYTES] [--groups N] [--clients N] [--window N] [--batch N] [--read-ratio F]
-//! [--rate OPS] [--idle-groups N] [--json PATH]`.
+//! [--rate OPS] [--idle-groups N] [--snapshot-every N] [--json PATH]`.
 
 mod args;
 mod client;
@@ -49,7 +50,10 @@ fn free_addrs() -> anyhow::Result<Vec<SocketAddr>> {
         .collect())
 }
 
-fn start_cluster(dir: &std::path::Path) -> anyhow::Result<Vec<Engine<KvMap>>> {
+fn start_cluster(
+    dir: &std::path::Path,
+    snapshot_every: u64,
+) -> anyhow::Result<Vec<Engine<KvMap>>> {
     let addrs = free_addrs()?;
     let raft = Config {
         election_timeout_ticks: 50,
@@ -68,7 +72,8 @@ fn start_cluster(dir: &std::path::Path) -> anyhow::Result<Vec<Engine<KvMap>>> {
             )
             .shards(1)
             .tick(Duration::from_millis(2))
-            .raft_config(raft.clone());
+            .raft_config(raft.clone())
+            .snapshot_every_entries(snapshot_every);
             for (other, &addr) in addrs.iter().enumerate() {
                 if other != k {
                     builder = builder.peer(NODES[other], addr);
@@ -140,7 +145,7 @@ fn write_json(path: &str, figures: &Figures, args: &Args) -> anyhow::Result<()> 
         .collect();
     let optional = |value: Option<String>| value.unwrap_or_else(|| "null".into());
     let config = format!(
-        "\"config\": {{\"duration_s\": {}, \"payload\": {}, \"groups\": {}, \"clients\": {}, \"window\": {}, \"batch\": {}, \"read_ratio\": {}, \"rate\": {}, \"idle_groups\": {}, \"nodes\": 3, \"shards_per_node\": 1}}",
+        "\"config\": {{\"duration_s\": {}, \"payload\": {}, \"groups\": {}, \"clients\": {}, \"window\": {}, \"batch\": {}, \"read_ratio\": {}, \"rate\": {}, \"idle_groups\": {}, \"snapshot_every\": {}, \"nodes\": 3, \"shards_per_node\": 1}}",
         args.duration_s,
         args.payload,
         args.groups,
@@ -150,6 +155,7 @@ fn write_json(path: &str, figures: &Figures, args: &Args) -> anyhow::Result<()> 
         args.read_ratio,
         optional(args.rate.map(|rate| rate.to_string())),
         optional(args.idle_groups.map(|groups| groups.to_string())),
+        args.snapshot_every,
     );
     let json = format!("{{{}, {config}}}\n", fields.join(", "));
     std::fs::write(path, json).with_context(|| format!("writing {path}"))
@@ -158,7 +164,7 @@ fn write_json(path: &str, figures: &Figures, args: &Args) -> anyhow::Result<()> 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let dir = tempfile::tempdir_in(".").context("creating the data directory")?;
-    let engines = Arc::new(start_cluster(dir.path())?);
+    let engines = Arc::new(start_cluster(dir.path(), args.snapshot_every)?);
     if let Some(groups) = args.idle_groups {
         eprintln!("loadgen: 3 nodes on loopback, {groups} idle groups per node");
         let cost = memory::idle_groups(&engines, groups)?;
