@@ -50,10 +50,7 @@ fn free_addrs() -> anyhow::Result<Vec<SocketAddr>> {
         .collect())
 }
 
-fn start_cluster(
-    dir: &std::path::Path,
-    snapshot_every: u64,
-) -> anyhow::Result<Vec<Engine<KvMap>>> {
+fn start_cluster(dir: &std::path::Path, snapshot_every: u64) -> anyhow::Result<Vec<Engine<KvMap>>> {
     let addrs = free_addrs()?;
     let raft = Config {
         election_timeout_ticks: 50,
