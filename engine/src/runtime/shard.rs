@@ -167,6 +167,10 @@ pub enum Unapplied {
     Unknown(&'static str),
 }
 
+/// A shard that snapshots collects its log's segments this often (a collection walks
+/// every group of the shard).
+const COLLECTION_INTERVAL_TICKS: u32 = 50;
+
 /// One group on this shard.
 struct Slot<M> {
     raft: RaftGroup,
@@ -249,6 +253,10 @@ pub struct Shard<T: Transport, M: StateMachine> {
     snapshots: Option<SnapshotStore>,
     /// The incarnation the next created slot gets.
     next_incarnation: u64,
+    /// Ticks since the log's segments were last collected.
+    ticks_since_collection: u32,
+    /// A collection of the log's segments is due at the next turn.
+    collection_due: bool,
     /// Compaction marks to write with the next record (their snapshots are on disk).
     compactions: Vec<(GroupId, LogIndex)>,
 }
@@ -281,6 +289,8 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
             peer_buffers: (Vec::new(), Vec::new()),
             snapshots: None,
             next_incarnation: 0,
+            ticks_since_collection: 0,
+            collection_due: false,
             compactions: Vec::new(),
             config,
         }
@@ -299,6 +309,13 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// shard has sent nothing lately, and a wake-up for the quiesced groups led by a peer
     /// that fell silent (`liveness.rs`).
     pub fn tick(&mut self) {
+        if self.snapshots.is_some() {
+            self.ticks_since_collection += 1;
+            if self.ticks_since_collection >= COLLECTION_INTERVAL_TICKS {
+                self.ticks_since_collection = 0;
+                self.collection_due = true;
+            }
+        }
         let (mut keepalive, mut silent) = std::mem::take(&mut self.peer_buffers);
         self.liveness.tick(&mut keepalive, &mut silent);
         for node in keepalive.drain(..) {
@@ -345,6 +362,13 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         self.flush();
         let completed = self.complete_durable()?;
         self.flush();
+        if self.collection_due {
+            // Segments every group compacted past go; a group that holds an old segment
+            // only through its hard state or mark has them rewritten, and the segment goes
+            // at a later call.
+            self.collection_due = false;
+            self.wal.collect_garbage()?;
+        }
         Ok(received || collected || completed)
     }
 
@@ -667,6 +691,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         ShardStats {
             wal_syncs: self.wal.stats().syncs,
             wal_bytes: self.wal.stats().bytes,
+            wal_segments_deleted: self.wal.stats().segments_deleted,
             groups: self.groups.len() as u64,
             groups_quiesced: self
                 .groups
