@@ -690,39 +690,10 @@ impl Simulation {
                 self.answer_snapshot_read(node, group, read);
             }
             self.check_verifications(group, ready.verifications);
-            let replica = &mut self.nodes[node].replicas[group];
-            for chunk in ready.snapshot_chunks {
-                if chunk.offset == 0 {
-                    replica.staging.clear();
-                }
-                if replica.staging.len() as u64 != chunk.offset {
-                    let staged = replica.staging.len();
-                    self.fail(format!(
-                        "snapshot chunk at {} after {staged} bytes",
-                        chunk.offset
-                    ));
-                    return;
-                }
-                replica.staging.extend_from_slice(&chunk.data);
-            }
-            let install = match ready.install_snapshot {
-                Some(install) => {
-                    let bytes = std::mem::take(&mut replica.staging);
-                    let Some(kv) = snapshots::decode_kv(&bytes) else {
-                        self.fail(format!(
-                            "installed snapshot of {} bytes does not decode",
-                            bytes.len()
-                        ));
-                        return;
-                    };
-                    // The state machine is restored before anything after it applies.
-                    replica.kv = kv;
-                    replica.applied = install.meta.index;
-                    let (index, term) = (install.meta.index, install.meta.term);
-                    self.snapshot_installed(node, group, index, term);
-                    Some((install, bytes))
-                }
-                None => None,
+            let Ok(install) =
+                self.receive_snapshot(node, group, ready.snapshot_chunks, ready.install_snapshot)
+            else {
+                return;
             };
             let election_timeout_us = u64::from(ELECTION_TIMEOUT_TICKS) * TICK_US;
             let delay = if self.faults_on && self.rng.chance(self.params.slow_write_per_mille) {

@@ -13,7 +13,10 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
-use flotilla::raft::{ChangeError, MembershipChange, NodeId, Role, SnapshotRead, Verification};
+use flotilla::raft::{
+    ChangeError, MembershipChange, NodeId, Role, SnapshotChunk, SnapshotInstall, SnapshotRead,
+    Verification,
+};
 
 use super::{Pending, Simulation};
 
@@ -77,6 +80,49 @@ impl Simulation {
         });
         replica.raft.on_snapshot_read(read, chunk);
         self.totals.snapshot_chunks += 1;
+    }
+
+    /// A follower's driver stores the chunks it received and, with the last, installs the
+    /// snapshot: the map is restored at once (before anything after it applies), the disk
+    /// takes it with the Ready's write (returned). `Err` when the seed failed.
+    pub(super) fn receive_snapshot(
+        &mut self,
+        node: usize,
+        group: usize,
+        chunks: Vec<SnapshotChunk>,
+        install: Option<SnapshotInstall>,
+    ) -> Result<Option<(SnapshotInstall, Vec<u8>)>, ()> {
+        let replica = &mut self.nodes[node].replicas[group];
+        for chunk in chunks {
+            if chunk.offset == 0 {
+                replica.staging.clear();
+            }
+            if replica.staging.len() as u64 != chunk.offset {
+                let staged = replica.staging.len();
+                self.fail(format!(
+                    "snapshot chunk at {} after {staged} bytes",
+                    chunk.offset
+                ));
+                return Err(());
+            }
+            replica.staging.extend_from_slice(&chunk.data);
+        }
+        let Some(install) = install else {
+            return Ok(None);
+        };
+        let bytes = std::mem::take(&mut replica.staging);
+        let Some(kv) = decode_kv(&bytes) else {
+            self.fail(format!(
+                "installed snapshot of {} bytes does not decode",
+                bytes.len()
+            ));
+            return Err(());
+        };
+        replica.kv = kv;
+        replica.applied = install.meta.index;
+        let (index, term) = (install.meta.index, install.meta.term);
+        self.snapshot_installed(node, group, index, term);
+        Ok(Some((install, bytes)))
     }
 
     /// A follower installed a snapshot through `index` of `term`: writes waiting at this
