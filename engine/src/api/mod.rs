@@ -198,9 +198,11 @@ impl<M: StateMachine + 'static> Engine<M> {
 
     /// Removes this node's replica of `group`: its state and its entries in the log are
     /// dropped, and proposals and reads waiting on it fail with `GroupNotFound`. Only this
-    /// node's replica goes (membership changes arrive with issue 6): to delete a group,
-    /// remove it on every node. The replica forgets its votes, so the id must not be
-    /// created again on this node while other nodes still run the group.
+    /// node's replica goes, the others are not told: to take a node out of a running group,
+    /// remove it from the membership first ([`Engine::change_membership`]), then call this
+    /// on that node; to delete a group, remove it on every node. The replica forgets its
+    /// votes, so the id must not be created again on this node while other nodes still run
+    /// the group.
     pub fn remove_group(&self, group: GroupId) -> Result<(), RequestError> {
         self.ask(group, |reply| Command::RemoveGroup { group, reply })
             .wait()

@@ -137,9 +137,10 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
 
     /// Removes this node's replica of `group`: its state here is gone, its entries and hard
     /// state are dropped from the log (one record, submitted now), and proposals and reads
-    /// waiting on it fail with `GroupNotFound` in the executor. The other replicas are not
-    /// told: membership changes arrive with issue 6. The replica forgets its votes, so the
-    /// id must not be created here again while other nodes still run the group.
+    /// waiting on it fail with `GroupNotFound` in the executor, and its snapshot files are
+    /// deleted. The other replicas are not told: remove the node from the group first
+    /// (`change_membership`). The replica forgets its votes, so the id must not be created
+    /// here again while other nodes still run the group.
     pub fn remove_group(&mut self, group: GroupId) -> Result<(), ShardRequestError> {
         let slot = self
             .groups
