@@ -99,13 +99,25 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         group: GroupId,
         command: &[u8],
     ) -> Result<Proposed, ShardProposeError> {
-        let slot = self
-            .groups
-            .get_mut(&group)
-            .ok_or(ShardProposeError::UnknownGroup(group))?;
-        let proposed = slot.raft.propose(command);
+        let proposed = self
+            .input(group, |raft| raft.propose(command))
+            .ok_or(ShardProposeError::UnknownGroup(group))??;
+        self.wait_for(group, proposed);
+        Ok(proposed)
+    }
+
+    /// Runs `input` on `group`'s core and schedules the group for the next turn (`None`:
+    /// no such group).
+    fn input<R>(&mut self, group: GroupId, input: impl FnOnce(&mut RaftGroup) -> R) -> Option<R> {
+        let slot = self.groups.get_mut(&group)?;
+        let result = input(&mut slot.raft);
         slot.touch(group, &mut self.ticking, &mut self.dirty);
-        let proposed = proposed?;
+        Some(result)
+    }
+
+    /// Remembers that a caller here waits for `proposed` to be applied.
+    fn wait_for(&mut self, group: GroupId, proposed: Proposed) {
+        let slot = self.groups.get_mut(&group).expect("proposed just now");
         // An older proposal of ours at the same index (from an earlier term in which this
         // replica also led) can never apply now: its index holds an entry of a later term.
         if let Some(older) = slot.waiting.insert(proposed.index, proposed.term) {
@@ -122,7 +134,6 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 outcome: Err(Unapplied::Superseded),
             });
         }
-        Ok(proposed)
     }
 
     /// The replica status of `group`.
@@ -181,25 +192,17 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         ctx: u64,
         mode: ReadMode,
     ) -> Result<(), ShardRequestError> {
-        let slot = self
-            .groups
-            .get_mut(&group)
-            .ok_or(ShardRequestError::UnknownGroup(group))?;
-        let asked = slot.raft.read_index(ctx, mode);
-        slot.touch(group, &mut self.ticking, &mut self.dirty);
-        asked.map_err(ShardRequestError::Read)
+        self.input(group, |raft| raft.read_index(ctx, mode))
+            .ok_or(ShardRequestError::UnknownGroup(group))?
+            .map_err(ShardRequestError::Read)
     }
 
     /// Starts handing `group`'s leadership to `to` (thesis §3.10); done once `to` wins the
     /// election it is told to start, abandoned after an election timeout.
     pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) -> Result<(), ShardRequestError> {
-        let slot = self
-            .groups
-            .get_mut(&group)
-            .ok_or(ShardRequestError::UnknownGroup(group))?;
-        let started = slot.raft.transfer_leader(to);
-        slot.touch(group, &mut self.ticking, &mut self.dirty);
-        started.map_err(ShardRequestError::Transfer)
+        self.input(group, |raft| raft.transfer_leader(to))
+            .ok_or(ShardRequestError::UnknownGroup(group))?
+            .map_err(ShardRequestError::Transfer)
     }
 
     /// Proposes `changes` to `group`'s membership (its replica here must lead). Like a
@@ -210,19 +213,15 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         group: GroupId,
         changes: &[MembershipChange],
     ) -> Result<Proposed, ShardRequestError> {
-        let slot = self
-            .groups
-            .get_mut(&group)
-            .ok_or(ShardRequestError::UnknownGroup(group))?;
-        let proposed = slot.raft.propose_change(changes);
-        slot.touch(group, &mut self.ticking, &mut self.dirty);
-        let proposed = proposed?;
+        let proposed = self
+            .input(group, |raft| raft.propose_change(changes))
+            .ok_or(ShardRequestError::UnknownGroup(group))??;
         for change in changes {
             if change.node() != self.config.id {
                 self.liveness.add_peer(change.node());
             }
         }
-        slot.waiting.insert(proposed.index, proposed.term);
+        self.wait_for(group, proposed);
         Ok(proposed)
     }
 
@@ -230,13 +229,8 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// leader here once caught up (`RaftGroup::add_voter`). Returns once the learner is
     /// appended; [`Shard::configuration`] shows the promotion.
     pub fn add_voter(&mut self, group: GroupId, node: NodeId) -> Result<(), ShardRequestError> {
-        let slot = self
-            .groups
-            .get_mut(&group)
-            .ok_or(ShardRequestError::UnknownGroup(group))?;
-        let added = slot.raft.add_voter(node);
-        slot.touch(group, &mut self.ticking, &mut self.dirty);
-        added?;
+        self.input(group, |raft| raft.add_voter(node))
+            .ok_or(ShardRequestError::UnknownGroup(group))??;
         if node != self.config.id {
             self.liveness.add_peer(node);
         }
@@ -253,13 +247,9 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
     /// Proposes a verify entry to `group` (its replica here must lead); the leader's
     /// verdict arrives through [`Shard::take_verifications`].
     pub fn verify(&mut self, group: GroupId) -> Result<Proposed, ShardRequestError> {
-        let slot = self
-            .groups
-            .get_mut(&group)
-            .ok_or(ShardRequestError::UnknownGroup(group))?;
-        let proposed = slot.raft.propose_verify();
-        slot.touch(group, &mut self.ticking, &mut self.dirty);
-        Ok(proposed?)
+        Ok(self
+            .input(group, RaftGroup::propose_verify)
+            .ok_or(ShardRequestError::UnknownGroup(group))??)
     }
 
     /// Moves the verifications finished since the last call into `out`.
