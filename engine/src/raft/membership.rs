@@ -273,8 +273,9 @@ impl RaftGroup {
                 self.progress.push((member, Progress::new(next_index)));
             }
         }
+        let configuration = self.configs.current();
         self.promotions_pending
-            .retain(|node| members_contains_learner(&self.configs, *node));
+            .retain(|node| configuration.is_learner(*node));
     }
 
     /// Follower: the log took an AppendEntries whose configuration entries are `appended`;
@@ -355,8 +356,4 @@ impl RaftGroup {
         );
         self.become_follower(term, None);
     }
-}
-
-fn members_contains_learner(configs: &ConfigHistory, node: NodeId) -> bool {
-    configs.current().is_learner(node)
 }
