@@ -86,6 +86,10 @@ struct Params {
     snapshot_chunk_bytes: usize,
     /// Per mille of fault events that also propose a verify entry.
     verify_per_mille: u64,
+    /// Per mille of snapshot installs followed by a crash of the follower within 3 ms,
+    /// before the install's write lands (the window in which a follower must not have
+    /// acknowledged anything).
+    install_crash_per_mille: u64,
 }
 
 enum Event {
@@ -111,6 +115,10 @@ enum Event {
         node: usize,
     },
     Restart {
+        node: usize,
+    },
+    /// A crash aimed at a follower that just installed a snapshot, before its write lands.
+    CrashDuringInstall {
         node: usize,
     },
     Heal,
@@ -249,6 +257,9 @@ pub(crate) struct Outcome {
 pub(crate) struct Simulation {
     seed: u64,
     rng: Rng,
+    /// Draws the crashes aimed at snapshot installs, apart from `rng`, so that seeds
+    /// without them keep their event sequences.
+    install_crash_rng: Rng,
     params: Params,
     now_us: u64,
     sequence: u64,
@@ -324,6 +335,7 @@ impl Simulation {
             compaction_tail: 0,
             snapshot_chunk_bytes: 1,
             verify_per_mille: 0,
+            install_crash_per_mille: 0,
         };
         // Membership, snapshots and verification: drawn from a third generator.
         let mut membership = Rng::new(seed ^ 0x4d45_4d42_4552);
@@ -334,6 +346,7 @@ impl Simulation {
             compaction_tail: usize::try_from(membership.pick(&[0, 3, 50])).expect("small"),
             snapshot_chunk_bytes: usize::try_from(membership.pick(&[7, 64, 4096])).expect("small"),
             verify_per_mille: membership.pick(&[0, 200]),
+            install_crash_per_mille: Rng::new(seed ^ 0x494e_5354_414c_4c00).pick(&[0, 300]),
             ..params
         };
         // Tiny messages split a new leader's old entries from its no-op (the Figure 8 setting);
@@ -350,6 +363,7 @@ impl Simulation {
         let mut simulation = Simulation {
             seed,
             rng,
+            install_crash_rng: Rng::new(seed ^ 0x4352_4153_4800),
             now_us: 0,
             sequence: 0,
             events: BTreeMap::new(),
@@ -614,6 +628,13 @@ impl Simulation {
                 }
             }
             Event::Restart { node } => self.restart(node),
+            Event::CrashDuringInstall { node } => {
+                if self.faults_on && self.nodes[node].alive {
+                    self.crash(node);
+                    let back = self.now_us + self.install_crash_rng.range(50_000, 500_000);
+                    self.schedule(back, Event::Restart { node });
+                }
+            }
             Event::Heal => {
                 self.faults_on = false;
                 self.cut.clear();

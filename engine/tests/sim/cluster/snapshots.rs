@@ -122,6 +122,14 @@ impl Simulation {
         replica.applied = install.meta.index;
         let (index, term) = (install.meta.index, install.meta.term);
         self.snapshot_installed(node, group, index, term);
+        if self.faults_on
+            && self
+                .install_crash_rng
+                .chance(self.params.install_crash_per_mille)
+        {
+            let at = self.now_us + self.install_crash_rng.range(0, 3_000);
+            self.schedule(at, super::Event::CrashDuringInstall { node });
+        }
         Ok(Some((install, bytes)))
     }
 
