@@ -433,7 +433,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                 self.stats.elections_won += 1;
             }
             slot.leading = leading;
-            while let Some(ready) = slot.raft.poll_ready() {
+            while let Some(mut ready) = slot.raft.poll_ready() {
                 for message in &ready.messages {
                     self.outbound.push(group, message);
                     self.stats.messages_sent += 1;
@@ -513,8 +513,11 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
                         None
                     }
                 };
-                self.verifications
-                    .extend(ready.verifications.iter().map(|done| (group, done.clone())));
+                self.verifications.extend(
+                    std::mem::take(&mut ready.verifications)
+                        .into_iter()
+                        .map(|done| (group, done)),
+                );
                 self.stats.wal_entries += ready.entries.len() as u64;
                 persist_ready(&mut self.batch, group, &ready, &mut slot.last_index)?;
                 readies.push(PendingReady {

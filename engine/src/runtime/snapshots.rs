@@ -134,12 +134,6 @@ impl SnapshotStore {
         self.every_entries > 0 && applied.0 >= last.saturating_add(self.every_entries)
     }
 
-    /// The metadata of `group`'s snapshot, if it has one.
-    #[must_use]
-    pub fn meta(&self, group: GroupId) -> Option<&SnapshotMeta> {
-        self.latest.get(&group).map(|stored| &stored.meta)
-    }
-
     /// `group`'s snapshot, whole, verified.
     ///
     /// # Errors
