@@ -13,7 +13,7 @@ fn record_of(batch: &WriteBatch, body: &[u8]) -> Vec<u8> {
     let mut record = vec![0u8; RECORD_HEADER_BYTES + batch.body_bytes()];
     record[RECORD_HEADER_BYTES..].copy_from_slice(body);
     let (header, body) = record.split_at_mut(RECORD_HEADER_BYTES);
-    RecordHeader::encode_into(header, Lsn(1), Lsn(0), body);
+    RecordHeader::encode_into(header, 1, Lsn(1), Lsn(0), body);
     record
 }
 

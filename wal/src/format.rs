@@ -1,4 +1,4 @@
-//! The on-disk format, version 1: segment headers, record headers and batch bodies.
+//! The on-disk format, version 2: segment headers, record headers and batch bodies.
 //!
 //! This module owns every byte layout of the log and nothing else: no files, no I/O. Every
 //! decoder here takes untrusted bytes and returns a [`DecodeError`] naming the offset and
@@ -10,14 +10,14 @@
 use crate::ids::{GroupId, HardState, LogIndex, Lsn, SegmentId, Term};
 
 /// Version of the format written by this crate. Readers refuse any other.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Every segment starts with this header page; records start at this offset.
 pub const SEGMENT_HEADER_BYTES: u64 = 4096;
 /// [`SEGMENT_HEADER_BYTES`] as a memory length.
 pub const SEGMENT_HEADER_PAGE_BYTES: usize = 4096;
 /// The bytes of the segment header that carry data (the rest of the page is zero).
-const SEGMENT_HEADER_USED_BYTES: usize = 36;
+const SEGMENT_HEADER_USED_BYTES: usize = 44;
 /// Magic at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FLOTILLA";
 /// Second magic word, naming the file kind (a WAL segment).
@@ -93,6 +93,10 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(field.try_into().ok()?))
 }
 
+/// Bit of [`SegmentHeader`]'s flags: the file held an earlier segment, so the bytes past
+/// this segment's records are stale records of that one, not zeros.
+const SEGMENT_FLAG_REUSED: u32 = 1;
+
 /// The first page of a segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -102,6 +106,11 @@ pub struct SegmentHeader {
     pub segment: SegmentId,
     /// The file's length, fixed when the segment was created.
     pub segment_size_bytes: u64,
+    /// Drawn afresh each time a file becomes a segment; every record written into this
+    /// segment carries it, so records left from the file's earlier use never pass as its own.
+    pub nonce: u32,
+    /// The file was recycled from a collected segment (see [`SEGMENT_FLAG_REUSED`]).
+    pub reused: bool,
 }
 
 impl SegmentHeader {
@@ -113,13 +122,25 @@ impl SegmentHeader {
         page[12..16].copy_from_slice(&self.version.to_le_bytes());
         page[16..24].copy_from_slice(&self.segment.0.to_le_bytes());
         page[24..32].copy_from_slice(&self.segment_size_bytes.to_le_bytes());
-        let crc = crc32fast::hash(&page[0..32]);
-        page[32..36].copy_from_slice(&crc.to_le_bytes());
+        page[32..36].copy_from_slice(&self.nonce.to_le_bytes());
+        let flags = if self.reused { SEGMENT_FLAG_REUSED } else { 0 };
+        page[36..40].copy_from_slice(&flags.to_le_bytes());
+        let crc = crc32fast::hash(&page[0..40]);
+        page[40..44].copy_from_slice(&crc.to_le_bytes());
         page
     }
 
-    /// Decodes a header page. The version is returned as found; the caller decides whether
-    /// it is supported (so that it can name the version in its error).
+    /// The format version a header page names, read before anything else is checked (the
+    /// rest of the layout depends on it). `None` when the page is not a segment header.
+    pub fn peek_version(page: &[u8]) -> Option<u32> {
+        if page.get(0..8)? != SEGMENT_MAGIC || page.get(8..12)? != SEGMENT_KIND {
+            return None;
+        }
+        read_u32(page, 12)
+    }
+
+    /// Decodes a header page of this format version (check [`SegmentHeader::peek_version`]
+    /// first to name another version in an error).
     pub fn decode(page: &[u8]) -> Result<SegmentHeader, DecodeError> {
         if page.len() < SEGMENT_HEADER_USED_BYTES {
             return Err(err(page.len(), "segment header truncated"));
@@ -127,14 +148,20 @@ impl SegmentHeader {
         if page[0..8] != SEGMENT_MAGIC || page[8..12] != SEGMENT_KIND {
             return Err(err(0, "bad segment magic (not a flotilla log segment)"));
         }
-        let crc_stored = read_u32(page, 32).ok_or(err(32, "segment header truncated"))?;
-        if crc32fast::hash(&page[0..32]) != crc_stored {
-            return Err(err(32, "segment header checksum mismatch"));
+        let crc_stored = read_u32(page, 40).ok_or(err(40, "segment header truncated"))?;
+        if crc32fast::hash(&page[0..40]) != crc_stored {
+            return Err(err(40, "segment header checksum mismatch"));
+        }
+        let flags = read_u32(page, 36).ok_or(err(36, "segment header truncated"))?;
+        if flags & !SEGMENT_FLAG_REUSED != 0 {
+            return Err(err(36, "unknown segment flags"));
         }
         let header = SegmentHeader {
             version: read_u32(page, 12).ok_or(err(12, "segment header truncated"))?,
             segment: SegmentId(read_u64(page, 16).ok_or(err(16, "segment header truncated"))?),
             segment_size_bytes: read_u64(page, 24).ok_or(err(24, "segment header truncated"))?,
+            nonce: read_u32(page, 32).ok_or(err(32, "segment header truncated"))?,
+            reused: flags & SEGMENT_FLAG_REUSED != 0,
         };
         Ok(header)
     }
@@ -142,7 +169,7 @@ impl SegmentHeader {
 
 /// The fixed header in front of every record (one record = one write batch).
 ///
-/// Layout (little endian): magic u32, crc32 u32, body length u32, flags u16, reserved u16,
+/// Layout (little endian): magic u32, crc32 u32, body length u32, segment nonce u32,
 /// lsn u64, synced-through lsn u64. The crc covers bytes 8.. of the header and the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
@@ -150,6 +177,8 @@ pub struct RecordHeader {
     pub crc: u32,
     /// Length of the body in bytes (padding to the record alignment not included).
     pub body_len: u32,
+    /// The nonce of the segment the record was written into ([`SegmentHeader::nonce`]).
+    pub nonce: u32,
     /// This record's sequence number.
     pub lsn: Lsn,
     /// The highest lsn known durable when this record was submitted. Recovery uses it to
@@ -163,8 +192,9 @@ impl RecordHeader {
         align_record(RECORD_HEADER_BYTES as u64 + u64::from(self.body_len))
     }
 
-    /// Writes the header for `body` into `out[..RECORD_HEADER_BYTES]`, computing the crc.
-    pub fn encode_into(out: &mut [u8], lsn: Lsn, synced_through: Lsn, body: &[u8]) {
+    /// Writes the header for `body`, to be written into the segment with `nonce`, into
+    /// `out[..RECORD_HEADER_BYTES]`, computing the crc.
+    pub fn encode_into(out: &mut [u8], nonce: u32, lsn: Lsn, synced_through: Lsn, body: &[u8]) {
         assert!(
             out.len() >= RECORD_HEADER_BYTES,
             "record header buffer too small"
@@ -172,7 +202,7 @@ impl RecordHeader {
         let body_len = u32::try_from(body.len()).expect("body length checked against the limit");
         out[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
         out[8..12].copy_from_slice(&body_len.to_le_bytes());
-        out[12..16].copy_from_slice(&[0u8; 4]);
+        out[12..16].copy_from_slice(&nonce.to_le_bytes());
         out[16..24].copy_from_slice(&lsn.0.to_le_bytes());
         out[24..32].copy_from_slice(&synced_through.0.to_le_bytes());
         let mut hasher = crc32fast::Hasher::new();
@@ -193,13 +223,10 @@ impl RecordHeader {
         if read_u32(header, 0) != Some(RECORD_MAGIC) {
             return Err(err(0, "bad record magic"));
         }
-        let flags = read_u32(header, 12).ok_or(err(12, "record header truncated"))?;
-        if flags != 0 {
-            return Err(err(12, "unknown record flags"));
-        }
         let record_header = RecordHeader {
             crc: read_u32(header, 4).ok_or(err(4, "record header truncated"))?,
             body_len: read_u32(header, 8).ok_or(err(8, "record header truncated"))?,
+            nonce: read_u32(header, 12).ok_or(err(12, "record header truncated"))?,
             lsn: Lsn(read_u64(header, 16).ok_or(err(16, "record header truncated"))?),
             synced_through: Lsn(read_u64(header, 24).ok_or(err(24, "record header truncated"))?),
         };
@@ -482,9 +509,9 @@ mod tests {
         let mut record =
             vec![0u8; crate::usize_of(align_record((RECORD_HEADER_BYTES + body.len()) as u64))];
         record[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + body.len()].copy_from_slice(body);
-        RecordHeader::encode_into(&mut record, Lsn(1), Lsn(0), body);
+        RecordHeader::encode_into(&mut record, 1, Lsn(1), Lsn(0), body);
         let expected: Vec<u8> = [
-            "46 4c 57 52 64 b4 d6 2b 23 00 00 00 00 00 00 00",
+            "46 4c 57 52 74 07 d5 09 23 00 00 00 01 00 00 00",
             "01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00",
             "01 01 00 00 00 00 00 00 00 01 00 00 00 00 00 00",
             "00 01 00 00 00 00 00 00 00 01 00 00 00 02 00 00",

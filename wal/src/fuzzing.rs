@@ -44,7 +44,7 @@ pub fn decode_any(data: &[u8]) -> usize {
         let mut record = vec![0u8; RECORD_HEADER_BYTES + data.len()];
         record[RECORD_HEADER_BYTES..].copy_from_slice(data);
         let (header, body) = record.split_at_mut(RECORD_HEADER_BYTES);
-        RecordHeader::encode_into(header, Lsn(1), Lsn(0), body);
+        RecordHeader::encode_into(header, 1, Lsn(1), Lsn(0), body);
         match decode_record(&record) {
             Ok(Some((_, wrapped))) => assert_eq!(wrapped, ops, "record path and body path differ"),
             Ok(None) => panic!("a record with a magic decoded as unwritten space"),

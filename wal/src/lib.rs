@@ -55,5 +55,6 @@ pub use ids::{GroupId, HardState, LogIndex, Lsn, SegmentId, Term};
 pub use index::GroupState;
 pub use recovery::{RecoveryReport, Repair, TornTail};
 pub use wal::{
-    Entry, GcReport, LOCK_FILE, MARKER_FILE, SEGMENT_SIZE_DEFAULT_BYTES, Wal, WalOptions, WalStats,
+    Entry, GcReport, LOCK_FILE, MARKER_FILE, RECYCLE_SEGMENTS_DEFAULT, SEGMENT_SIZE_DEFAULT_BYTES,
+    Wal, WalOptions, WalStats,
 };

@@ -3,8 +3,11 @@
 //!
 //! The log is one stream of records with consecutive lsns across segments. Scanning stops
 //! at the first record that does not verify (bad magic, bad crc, unexpected lsn, invalid
-//! body) or at unwritten space followed by valid records. What that point is, is decided
-//! by looking at everything after it:
+//! body) or at unwritten space followed by valid records. In a segment recycled from an
+//! older one, "unwritten" means any bytes that are not a record header of this segment
+//! (magic and this segment's nonce): the stale records of the file's earlier use, or the
+//! middle of one. Records count as valid only with their segment's nonce. What the
+//! stopping point is, is decided by looking at everything after it:
 //!
 //! 1. No valid record follows: a **torn tail**, the last batches a crash interrupted. Its
 //!    bytes are zeroed (so later appends never sit in front of stale bytes) and reported.
@@ -15,7 +18,10 @@
 //! 3. Later valid records exist but none proves the damaged one durable: a crash with
 //!    several unsynced writes in flight can leave a later write intact and an earlier one
 //!    torn. The damaged record counts as torn when its bytes show the shape of a torn write
-//!    on zero-filled space (an all-zero sector inside it), and as corruption otherwise.
+//!    on zero-filled space (an all-zero sector inside it), and as corruption otherwise. In
+//!    a recycled segment the sectors a torn write missed hold stale bytes, not zeros, so
+//!    such a crash is reported as corruption (never cut silently): opening with `repair`
+//!    cuts there.
 //!
 //! **Invariant:** recovery never drops a record that a sync acknowledged: a synced record
 //! that does not verify is reported as corruption, never cut silently.
@@ -136,7 +142,7 @@ fn scan(segments: &[Segment], stop: Option<(usize, u64)>) -> Scan {
                 return found;
             }
             let at = &bytes[usize_of(offset)..];
-            match scan_record(at, found.last_lsn, &mut found.index, segment.id, offset) {
+            match scan_record(at, found.last_lsn, &mut found.index, segment, offset) {
                 Scanned::Record {
                     lsn,
                     record_bytes,
@@ -149,14 +155,19 @@ fn scan(segments: &[Segment], stop: Option<(usize, u64)>) -> Scan {
                     offset += record_bytes;
                     found.end = End { slot, offset };
                 }
-                Scanned::Unwritten => {
+                Scanned::NoRecord => {
                     // The end of this segment's data, unless valid records follow in it.
-                    if later_valid_in(bytes, offset + RECORD_ALIGN_BYTES, found.last_lsn).is_some()
-                    {
+                    let next = offset + RECORD_ALIGN_BYTES;
+                    if later_valid_in(segment, next, found.last_lsn).is_some() {
+                        let what = if segment.reused {
+                            "bytes that are not this segment's records"
+                        } else {
+                            "unwritten space"
+                        };
                         found.bad = Some(BadPoint {
                             slot,
                             offset,
-                            reason: "unwritten space in front of valid records".to_string(),
+                            reason: format!("{what} in front of valid records"),
                             claimed_len: None,
                             partially_applied: false,
                             verified: false,
@@ -306,7 +317,8 @@ enum Scanned {
         record_bytes: u64,
         entries: u64,
     },
-    Unwritten,
+    /// Unwritten space, or, in a recycled segment, bytes that are not one of its records.
+    NoRecord,
     Bad {
         reason: String,
         claimed_len: Option<u64>,
@@ -315,16 +327,38 @@ enum Scanned {
     },
 }
 
-/// Verifies the record at the start of `at` and applies it to the index.
+/// True when `at` starts with a record header of the segment with `nonce` (whether or not
+/// the rest of it verifies).
+fn is_own_header(at: &[u8], nonce: u32) -> bool {
+    at.len() >= RECORD_HEADER_BYTES
+        && at[0..4] == RECORD_MAGIC.to_le_bytes()
+        && at[12..16] == nonce.to_le_bytes()
+}
+
+/// Verifies the record at the start of `at` (inside `segment`) and applies it to the index.
 fn scan_record(
     at: &[u8],
     last_lsn: Lsn,
     index: &mut LogIndexMap,
-    segment: SegmentId,
+    segment: &Segment,
     offset: u64,
 ) -> Scanned {
+    if segment.reused && !is_own_header(at, segment.nonce) {
+        return Scanned::NoRecord;
+    }
     let header = match RecordHeader::decode(at) {
-        Ok(None) => return Scanned::Unwritten,
+        Ok(None) => return Scanned::NoRecord,
+        Ok(Some(header)) if header.nonce != segment.nonce => {
+            return Scanned::Bad {
+                reason: format!(
+                    "record carries nonce {:#010x}, not its segment's {:#010x}",
+                    header.nonce, segment.nonce
+                ),
+                claimed_len: Some(header.record_bytes()),
+                partially_applied: false,
+                verified: false,
+            };
+        }
         Ok(Some(header)) => header,
         Err(e) => {
             return Scanned::Bad {
@@ -378,7 +412,7 @@ fn scan_record(
     }
     let body_offset = offset + RECORD_HEADER_BYTES as u64;
     let ops = BodyReader::new(body).map(|op| op.expect("decoded once above"));
-    if let Err(invalid) = index.apply_all(ops, segment, body_offset, Mode::Recover) {
+    if let Err(invalid) = index.apply_all(ops, segment.id, body_offset, Mode::Recover) {
         return Scanned::Bad {
             reason: format!("group {}: {}", invalid.group, invalid.reason),
             claimed_len,
@@ -393,15 +427,15 @@ fn scan_record(
     }
 }
 
-/// Searches `bytes` from `from` for a record that verifies and comes after `last_lsn`;
-/// returns the highest `synced_through` among those found.
-fn later_valid_in(bytes: &[u8], from: u64, last_lsn: Lsn) -> Option<Lsn> {
+/// Searches `segment` from `from` for a record of its own that verifies and comes after
+/// `last_lsn`; returns the highest `synced_through` among those found.
+fn later_valid_in(segment: &Segment, from: u64, last_lsn: Lsn) -> Option<Lsn> {
+    let bytes = segment.bytes();
     let mut best: Option<Lsn> = None;
     let mut offset = from.div_ceil(RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
-    let magic = RECORD_MAGIC.to_le_bytes();
     while usize_of(offset) + RECORD_HEADER_BYTES <= bytes.len() {
         let at = &bytes[usize_of(offset)..];
-        if at[..4] == magic
+        if is_own_header(at, segment.nonce)
             && let Ok(Some(header)) = RecordHeader::decode(at)
             && header.lsn > last_lsn
             && header.verify(at).is_ok()
@@ -426,13 +460,13 @@ fn later_valid_from(segments: &[Segment], slot: usize, from: u64, last_lsn: Lsn)
     let damaged = last_lsn.next();
     let in_later_segment = segments[slot + 1..]
         .iter()
-        .any(|segment| later_valid_in(segment.bytes(), SEGMENT_HEADER_BYTES, last_lsn).is_some());
+        .any(|segment| later_valid_in(segment, SEGMENT_HEADER_BYTES, last_lsn).is_some());
     if in_later_segment {
         return Some(Later {
             proves_durable: true,
         });
     }
-    later_valid_in(segments[slot].bytes(), from, last_lsn).map(|synced_through| Later {
+    later_valid_in(&segments[slot], from, last_lsn).map(|synced_through| Later {
         proves_durable: synced_through >= damaged,
     })
 }
@@ -463,16 +497,16 @@ fn has_torn_signature(segment: &Segment, offset: u64, claimed_len: Option<u64>) 
 }
 
 /// Zeroes everything from `offset` in segment `slot` and the data of every later segment;
-/// returns the length of the spans that held data (up to each one's last non-zero byte).
+/// returns the length of the spans that held data: up to each one's last non-zero byte, or
+/// in a recycled segment, to the end of the last span that starts with one of its own
+/// record headers (the stale bytes after it can never pass as its records).
 fn cut_after(segments: &[Segment], slot: usize, offset: u64) -> Result<u64, OpenError> {
     let mut discarded = 0;
     for (k, segment) in segments[slot..].iter().enumerate() {
         let from = if k == 0 { offset } else { SEGMENT_HEADER_BYTES };
-        let bytes = segment.bytes();
-        let Some(last_nonzero) = bytes[usize_of(from)..].iter().rposition(|&b| b != 0) else {
+        let Some(to) = data_end(segment, from) else {
             continue;
         };
-        let to = from + last_nonzero as u64 + 1;
         discarded += to - from;
         segment
             .zero_range(from, to)
@@ -482,6 +516,33 @@ fn cut_after(segments: &[Segment], slot: usize, offset: u64) -> Result<u64, Open
             })?;
     }
     Ok(discarded)
+}
+
+/// The end of the bytes from `from` on that may hold records of `segment` (see `cut_after`),
+/// or `None` when there are none.
+fn data_end(segment: &Segment, from: u64) -> Option<u64> {
+    let bytes = segment.bytes();
+    if !segment.reused {
+        let last_nonzero = bytes[usize_of(from)..].iter().rposition(|&b| b != 0)?;
+        return Some(from + last_nonzero as u64 + 1);
+    }
+    let mut end = None;
+    let mut offset = from.div_ceil(RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
+    while usize_of(offset) + RECORD_HEADER_BYTES <= bytes.len() {
+        let at = &bytes[usize_of(offset)..];
+        if is_own_header(at, segment.nonce) {
+            // The claimed length may be damaged: zero at least the header, at most to the
+            // end of the segment.
+            let claimed = RecordHeader::decode(at)
+                .ok()
+                .flatten()
+                .map_or(RECORD_HEADER_BYTES as u64, |h| h.record_bytes());
+            let record_end = (offset + claimed).min(segment.size_bytes);
+            end = Some(end.map_or(record_end, |e: u64| e.max(record_end)));
+        }
+        offset += RECORD_ALIGN_BYTES;
+    }
+    end
 }
 
 /// Copies the given segments into `dir/quarantine/` before a repair changes them.

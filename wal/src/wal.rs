@@ -19,7 +19,8 @@
 //! - `durable_lsn <= submitted_lsn`, and durability is a prefix: when lsn `L` is durable,
 //!   every record before it is too.
 //! - A segment is synced before anything is written to the next one.
-//! - A segment is deleted only when every record in it is superseded by durable records.
+//! - A segment is collected (deleted, or kept as a free file to be recycled into a later
+//!   segment) only when every record in it is superseded by durable records.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -45,6 +46,9 @@ pub const MARKER_FILE: &str = "FLOTILLA_WAL";
 pub const LOCK_FILE: &str = "LOCK";
 /// Default segment size: 64 MiB.
 pub const SEGMENT_SIZE_DEFAULT_BYTES: u64 = 64 << 20;
+/// Default number of collected segments kept for recycling: 256 MiB of disk per log at
+/// the default segment size.
+pub const RECYCLE_SEGMENTS_DEFAULT: usize = 4;
 
 /// Options of [`Wal::open`].
 #[derive(Clone, Debug)]
@@ -58,6 +62,9 @@ pub struct WalOptions {
     /// Prepare the next segment on a background thread once the active one is half full,
     /// so that moving to it does not wait for its bytes to be written.
     pub preallocate: bool,
+    /// How many collected segments to keep as free files, to become later segments by a
+    /// header rewrite instead of being written from scratch. 0 deletes them.
+    pub recycle_segments_max: usize,
 }
 
 impl Default for WalOptions {
@@ -66,6 +73,7 @@ impl Default for WalOptions {
             segment_size_bytes: SEGMENT_SIZE_DEFAULT_BYTES,
             repair: false,
             preallocate: true,
+            recycle_segments_max: RECYCLE_SEGMENTS_DEFAULT,
         }
     }
 }
@@ -96,15 +104,17 @@ pub struct WalStats {
     pub rotations: u64,
     /// Moves that had to create the next segment on the spot.
     pub rotation_waits: u64,
-    /// Segments deleted by garbage collection.
-    pub segments_deleted: u64,
+    /// Moves to a segment recycled from a collected one.
+    pub segments_recycled: u64,
+    /// Segments released by garbage collection (deleted or kept to be recycled).
+    pub segments_collected: u64,
 }
 
 /// What one [`Wal::collect_garbage`] call did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Segments deleted.
-    pub deleted: Vec<SegmentId>,
+    /// Segments released (deleted, or kept as free files to be recycled).
+    pub collected: Vec<SegmentId>,
     /// Groups whose hard state or compaction mark was rewritten to release old segments.
     pub rewritten_groups: usize,
     /// A rewrite was submitted; the segments it releases go once it is durable.
@@ -125,6 +135,8 @@ pub struct Wal {
     active: SegmentId,
     write_offset: u64,
     preparing: Option<(SegmentId, mpsc::Receiver<Result<Segment, OpenError>>)>,
+    /// Collected segment files waiting to be recycled (at most `recycle_segments_max`).
+    free: Vec<PathBuf>,
     index: LogIndexMap,
     /// A rewrite submitted by garbage collection: once durable through this lsn, segments
     /// below the id may go.
@@ -159,7 +171,7 @@ impl Wal {
             return Err(OpenError::Locked { path: lock_path });
         }
 
-        let (ids, temps) = list_dir(&dir)?;
+        let Listing { ids, temps, frees } = list_dir(&dir)?;
         let recovered = if ids.is_empty() {
             remove_temps(&temps)?;
             let first = Segment::create(&dir, SegmentId(1), options.segment_size_bytes)?;
@@ -188,8 +200,18 @@ impl Wal {
         for segment in segments.values() {
             segment.file.sync_data().map_err(io(&segment.path))?;
         }
-        // Empty segments after the active one (prepared ahead by an earlier run) hold
-        // nothing; remove them, highest first, so that a crash midway leaves no gap in
+        // Free files of another size than this run's, or beyond the limit, go.
+        let mut free = Vec::new();
+        for path in frees {
+            let len = fs::metadata(&path).map_err(io(&path))?.len();
+            if len == options.segment_size_bytes && free.len() < options.recycle_segments_max {
+                free.push(path);
+            } else {
+                fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        // Segments after the active one (prepared ahead by an earlier run) hold nothing
+        // of the log; retire them, highest first, so that a crash midway leaves no gap in
         // the ids, and so that the next segment is made with this run's size.
         let spares: Vec<SegmentId> = segments
             .range(SegmentId(active.0 + 1)..)
@@ -197,7 +219,8 @@ impl Wal {
             .collect();
         for id in spares.iter().rev() {
             let segment = segments.remove(id).expect("listed above");
-            fs::remove_file(&segment.path).map_err(io(&segment.path))?;
+            let path = segment.path.clone();
+            retire(&dir, &options, &mut free, segment).map_err(io(&path))?;
         }
         if !spares.is_empty() {
             segment::sync_dir(&dir).map_err(io(&dir))?;
@@ -211,6 +234,7 @@ impl Wal {
             active,
             write_offset: recovered.write_offset,
             preparing: None,
+            free,
             writer,
             index: recovered.index,
             gc_barrier: None,
@@ -267,11 +291,12 @@ impl Wal {
         let synced_through = self.writer.durable();
         let file_offset = self.write_offset;
         let fd = self.active_segment().file.as_raw_fd();
+        let nonce = self.active_segment().nonce;
         let fill = |out: &mut [u8]| {
             let body_end = RECORD_HEADER_BYTES + body.len();
             out[RECORD_HEADER_BYTES..body_end].copy_from_slice(body);
             out[body_end..].fill(0);
-            RecordHeader::encode_into(out, lsn, synced_through, body);
+            RecordHeader::encode_into(out, nonce, lsn, synced_through, body);
         };
         let len = crate::usize_of(record_bytes);
         let result = if blocking && self.writer.is_idle() {
@@ -464,7 +489,7 @@ impl Wal {
                 return Ok(report);
             }
             self.gc_barrier = None;
-            report.deleted = self.delete_below(bound)?;
+            report.collected = self.collect_below(bound)?;
         }
         let (oldest_entries, metadata) = self.index.pins();
         let bound = oldest_entries.map_or(self.active, |s| s.min(self.active));
@@ -494,7 +519,7 @@ impl Wal {
         Ok(report)
     }
 
-    fn delete_below(&mut self, bound: SegmentId) -> Result<Vec<SegmentId>, AppendError> {
+    fn collect_below(&mut self, bound: SegmentId) -> Result<Vec<SegmentId>, AppendError> {
         let (oldest_entries, metadata) = self.index.pins();
         // Pins only move forward: nothing may have come to need a segment below the bound.
         assert!(
@@ -513,10 +538,8 @@ impl Wal {
             .collect();
         for id in &doomed {
             let segment = self.segments.remove(id).expect("listed above");
-            let path = segment.path.clone();
-            drop(segment);
-            fs::remove_file(&path).map_err(|e| self.stop(e))?;
-            self.stats.segments_deleted += 1;
+            retire(&self.dir, &self.options, &mut self.free, segment).map_err(|e| self.stop(e))?;
+            self.stats.segments_collected += 1;
         }
         if !doomed.is_empty() {
             segment::sync_dir(&self.dir).map_err(|e| self.stop(e))?;
@@ -555,10 +578,19 @@ impl Wal {
                 Some(Err(e)) => return Err(self.stop(std::io::Error::other(e.to_string()))),
                 None => {
                     self.stats.rotation_waits += 1;
-                    Segment::create(&self.dir, next, self.options.segment_size_bytes)
-                        .map_err(|e| self.stop(std::io::Error::other(e.to_string())))?
+                    let free = self.free.pop();
+                    make_segment(
+                        &self.dir,
+                        free.as_deref(),
+                        next,
+                        self.options.segment_size_bytes,
+                    )
+                    .map_err(|e| self.stop(std::io::Error::other(e.to_string())))?
                 }
             };
+            if segment.reused {
+                self.stats.segments_recycled += 1;
+            }
             self.segments.insert(next, segment);
         }
         self.active = next;
@@ -579,14 +611,18 @@ impl Wal {
         let (tx, rx) = mpsc::channel();
         let dir = self.dir.clone();
         let size = self.options.segment_size_bytes;
+        let free = self.free.pop();
+        let free_for_thread = free.clone();
         let spawned = std::thread::Builder::new()
             .name("flotilla-wal-prealloc".to_string())
             .spawn(move || {
-                let _receiver_may_be_gone = tx.send(Segment::create(&dir, next, size));
+                let made = make_segment(&dir, free_for_thread.as_deref(), next, size);
+                let _receiver_may_be_gone = tx.send(made);
             });
-        // Without a thread the next rotation creates the segment itself.
-        if spawned.is_ok() {
-            self.preparing = Some((next, rx));
+        // Without a thread the next rotation makes the segment itself.
+        match spawned {
+            Ok(_) => self.preparing = Some((next, rx)),
+            Err(_) => self.free.extend(free),
         }
     }
 
@@ -614,6 +650,44 @@ impl Drop for Wal {
         if let Some((_, rx)) = self.preparing.take() {
             let _finished_or_failed = rx.recv();
         }
+    }
+}
+
+/// Makes segment `id`: recycled from the free file `free` if there is one, else created.
+fn make_segment(
+    dir: &Path,
+    free: Option<&Path>,
+    id: SegmentId,
+    size_bytes: u64,
+) -> Result<Segment, OpenError> {
+    match free {
+        Some(free) => Segment::recycle(dir, free, id, size_bytes),
+        None => Segment::create(dir, id, size_bytes),
+    }
+}
+
+/// Releases a segment no longer part of the log: renamed to a free file if `free` has room
+/// and it has this run's size, deleted otherwise. The caller syncs the directory.
+fn retire(
+    dir: &Path,
+    options: &WalOptions,
+    free: &mut Vec<PathBuf>,
+    segment: Segment,
+) -> std::io::Result<()> {
+    let (id, path, size) = (segment.id, segment.path.clone(), segment.size_bytes);
+    drop(segment);
+    let free_path = segment::free_path(dir, id);
+    // A free file of the same id exists when an earlier run retired a spare with this id:
+    // keep that one, not two entries for one name.
+    if free.len() < options.recycle_segments_max
+        && size == options.segment_size_bytes
+        && !free.contains(&free_path)
+    {
+        fs::rename(&path, &free_path)?;
+        free.push(free_path);
+        Ok(())
+    } else {
+        fs::remove_file(&path)
     }
 }
 
@@ -712,14 +786,25 @@ fn remove_temps(temps: &[PathBuf]) -> Result<(), OpenError> {
     Ok(())
 }
 
-/// Segment ids (sorted) and leftover temporary files in `dir`.
-fn list_dir(dir: &Path) -> Result<(Vec<SegmentId>, Vec<PathBuf>), OpenError> {
+/// The files of a log directory, by kind.
+struct Listing {
+    /// Segment ids, sorted.
+    ids: Vec<SegmentId>,
+    /// Segments a crashed run left half made.
+    temps: Vec<PathBuf>,
+    /// Collected segments kept to be recycled, sorted.
+    frees: Vec<PathBuf>,
+}
+
+/// Lists the files of `dir` that belong to the log.
+fn list_dir(dir: &Path) -> Result<Listing, OpenError> {
     let io = |source| OpenError::Io {
         path: dir.to_path_buf(),
         source,
     };
     let mut ids = Vec::new();
     let mut temps = Vec::new();
+    let mut frees = Vec::new();
     for entry in fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let name = entry.file_name();
@@ -728,8 +813,11 @@ fn list_dir(dir: &Path) -> Result<(Vec<SegmentId>, Vec<PathBuf>), OpenError> {
             ids.push(id);
         } else if name.ends_with(segment::TEMP_SUFFIX) {
             temps.push(entry.path());
+        } else if segment::parse_free_name(name).is_some() {
+            frees.push(entry.path());
         }
     }
     ids.sort();
-    Ok((ids, temps))
+    frees.sort();
+    Ok(Listing { ids, temps, frees })
 }

@@ -253,7 +253,7 @@ fn garbage_collection_deletes_compacted_segments_and_keeps_metadata() {
         wal.wait_durable(wal.submitted_lsn()).unwrap();
         let second = wal.collect_garbage().unwrap();
         assert!(
-            second.deleted.len() as u64 >= before - 2,
+            second.collected.len() as u64 >= before - 2,
             "{second:?} of {before} segments"
         );
         assert_eq!(wal.group(GroupId(2)).unwrap().hard_state, Some(hard_state));
@@ -296,19 +296,19 @@ fn unknown_versions_are_refused() {
             err,
             OpenError::UnsupportedVersion {
                 found: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
         "{err}"
     );
 
-    fs::write(dir.path().join("FLOTILLA_WAL"), "flotilla-wal\nversion 1\n").unwrap();
+    fs::write(dir.path().join("FLOTILLA_WAL"), "flotilla-wal\nversion 2\n").unwrap();
     let segment = common::only_segment(dir.path());
     let mut bytes = fs::read(&segment).unwrap();
     bytes[12] = 9; // The segment header's version field.
-    let crc = crc32fast::hash(&bytes[0..32]);
-    bytes[32..36].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[0..40]);
+    bytes[40..44].copy_from_slice(&crc.to_le_bytes());
     fs::write(&segment, &bytes).unwrap();
     let err = Wal::open(dir.path(), small()).err().unwrap();
     assert!(

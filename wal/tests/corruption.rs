@@ -21,6 +21,7 @@ fn options(repair: bool) -> WalOptions {
         segment_size_bytes: SEGMENT_BYTES,
         repair,
         preallocate: false,
+        ..WalOptions::default()
     }
 }
 
@@ -32,14 +33,74 @@ struct Written {
     last_index: u64,
 }
 
-/// Writes `batches` synced batches across several small segments.
-fn write_log(dir: &Path, batches: u64) -> Vec<Written> {
-    let (mut wal, _) = Wal::open(dir, options(false)).unwrap();
+/// The log [`write_log`] made: its batches, and how many records recovery finds in front
+/// of them.
+struct Log {
+    written: Vec<Written>,
+    records_before: u64,
+}
+
+/// Appends synced batches and knows where each record lands.
+struct Appender {
+    wal: Wal,
+    /// `stats().bytes` when the active segment got its first record.
+    segment_base: u64,
+}
+
+impl Appender {
+    /// Appends `batch`; returns the segment id it landed in, its start and its length.
+    fn append(&mut self, batch: &WriteBatch) -> (u64, u64, u64) {
+        let (rotations, bytes_before) = (self.wal.stats().rotations, self.wal.stats().bytes);
+        self.wal.append_durable(batch).unwrap();
+        if self.wal.stats().rotations != rotations {
+            self.segment_base = bytes_before;
+        }
+        let start = 4096 + (bytes_before - self.segment_base);
+        let length = self.wal.stats().bytes - bytes_before;
+        (1 + self.wal.stats().rotations, start, length)
+    }
+
+    /// Fills several segments with entries of a group it then compacts away and collects,
+    /// so that the segments after them are recycled, with those entries as stale records.
+    fn fill_segments_to_recycle(&mut self) {
+        let filler = GroupId(100);
+        let mut index = 0;
+        while self.wal.stats().rotations < 5 {
+            index += 1;
+            let mut batch = WriteBatch::new();
+            let bytes = payload(filler, LogIndex(index), 1000);
+            batch.add_entry(filler, LogIndex(index), Term(1), &bytes);
+            self.append(&batch);
+        }
+        let mut compaction = WriteBatch::new();
+        compaction.compact(filler, LogIndex(index));
+        self.append(&compaction);
+        // The first call rewrites what the old segments pin (a record, which may move the
+        // log to the next segment); the second collects them.
+        let (rotations, bytes_before) = (self.wal.stats().rotations, self.wal.stats().bytes);
+        self.wal.collect_garbage().unwrap();
+        if self.wal.stats().rotations != rotations {
+            self.segment_base = bytes_before;
+        }
+        self.wal.wait_durable(self.wal.submitted_lsn()).unwrap();
+        assert!(!self.wal.collect_garbage().unwrap().collected.is_empty());
+    }
+}
+
+/// Writes `batches` synced batches of group 1 across several small segments; with
+/// `recycled`, into segments recycled from collected ones.
+fn write_log(dir: &Path, batches: u64, recycled: bool) -> Log {
+    let (wal, _) = Wal::open(dir, options(false)).unwrap();
+    let mut appender = Appender {
+        wal,
+        segment_base: 0,
+    };
+    if recycled {
+        appender.fill_segments_to_recycle();
+    }
     let mut written = Vec::new();
     let mut last_index = 0;
     for b in 0..batches {
-        let rotations = wal.stats().rotations;
-        let bytes_before = wal.stats().bytes;
         let mut batch = WriteBatch::new();
         let count = 1 + b % 5;
         for _ in 0..count {
@@ -51,24 +112,22 @@ fn write_log(dir: &Path, batches: u64) -> Vec<Written> {
                 &payload(GroupId(1), LogIndex(last_index), 300),
             );
         }
-        wal.append_durable(&batch).unwrap();
-        let record_bytes = wal.stats().bytes - bytes_before;
-        let segment_id = 1 + wal.stats().rotations;
-        let start = match written.last() {
-            Some(prev) if wal.stats().rotations == rotations => {
-                let prev: &Written = prev;
-                prev.start + align8(prev.data_end - prev.start)
-            }
-            _ => 4096,
-        };
+        let (segment_id, start, length) = appender.append(&batch);
         written.push(Written {
             segment: dir.join(format!("{segment_id:020}.seg")),
             start,
-            data_end: start + record_bytes,
+            data_end: start + length,
             last_index,
         });
     }
-    wal.close().unwrap();
+    if recycled {
+        assert!(
+            appender.wal.stats().segments_recycled >= 3,
+            "{:?}",
+            appender.wal.stats()
+        );
+    }
+    appender.wal.close().unwrap();
     // Narrow each range to its data (drop the zero padding, which no crc covers).
     for record in &mut written {
         let bytes = fs::read(&record.segment).unwrap();
@@ -78,11 +137,12 @@ fn write_log(dir: &Path, batches: u64) -> Vec<Written> {
             .unwrap();
         record.data_end = record.start + last as u64 + 1;
     }
-    written
-}
-
-fn align8(n: u64) -> u64 {
-    n.div_ceil(8) * 8
+    let (_, report) = Wal::open(dir, options(false)).unwrap();
+    let records_before = report.records - batches;
+    Log {
+        written,
+        records_before,
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -97,8 +157,20 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn bit_flips_in_synced_batches_are_reported_with_file_and_offset() {
+    bit_flips_are_reported(false);
+}
+
+#[test]
+fn bit_flips_in_recycled_segments_are_reported_with_file_and_offset() {
+    bit_flips_are_reported(true);
+}
+
+fn bit_flips_are_reported(recycled: bool) {
     let source = tempfile::tempdir().unwrap();
-    let written = write_log(source.path(), 60);
+    let Log {
+        written,
+        records_before,
+    } = write_log(source.path(), 60, recycled);
     let segments: std::collections::BTreeSet<_> =
         written.iter().map(|w| w.segment.clone()).collect();
     assert!(segments.len() >= 3, "the log should span several segments");
@@ -150,7 +222,7 @@ fn bit_flips_in_synced_batches_are_reported_with_file_and_offset() {
         let repair = report.repaired.as_ref().expect("a repair was made");
         assert_eq!(repair.offset, record.start);
         assert!(!repair.quarantined.is_empty());
-        assert_eq!(report.records, victim as u64);
+        assert_eq!(report.records, records_before + victim as u64);
         let kept = if victim == 0 {
             0
         } else {
@@ -196,7 +268,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn a_missing_middle_segment_is_reported() {
     let source = tempfile::tempdir().unwrap();
-    let written = write_log(source.path(), 60);
+    let written = write_log(source.path(), 60, false).written;
     let middle = &written[written.len() / 2].segment;
     fs::remove_file(middle).unwrap();
     let err = Wal::open(source.path(), options(false)).err().unwrap();

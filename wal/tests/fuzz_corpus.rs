@@ -63,7 +63,7 @@ fn seeds() -> Vec<Vec<u8>> {
             let mut record = vec![0u8; RECORD_HEADER_BYTES + body.len()];
             record[RECORD_HEADER_BYTES..].copy_from_slice(body);
             let (header, body) = record.split_at_mut(RECORD_HEADER_BYTES);
-            RecordHeader::encode_into(header, Lsn(k as u64 + 1), Lsn(k as u64), body);
+            RecordHeader::encode_into(header, 1, Lsn(k as u64 + 1), Lsn(k as u64), body);
             record
         })
         .collect()

@@ -694,7 +694,7 @@ impl<T: Transport, M: StateMachine> Shard<T, M> {
         ShardStats {
             wal_syncs: self.wal.stats().syncs,
             wal_bytes: self.wal.stats().bytes,
-            wal_segments_deleted: self.wal.stats().segments_deleted,
+            wal_segments_collected: self.wal.stats().segments_collected,
             groups: self.groups.len() as u64,
             groups_quiesced: self
                 .groups

@@ -10,8 +10,9 @@ pub struct ShardStats {
     pub wal_entries: u64,
     /// Record bytes written to the log (headers and padding included).
     pub wal_bytes: u64,
-    /// Log segments deleted: every group compacted past their entries.
-    pub wal_segments_deleted: u64,
+    /// Log segments collected (deleted or kept to be recycled): every group compacted past
+    /// their entries.
+    pub wal_segments_collected: u64,
     /// `fdatasync`s the log completed (one covers every record submitted before it).
     pub wal_syncs: u64,
     /// Frames handed to the transport.
@@ -57,7 +58,7 @@ impl ShardStats {
             wal_records,
             wal_entries,
             wal_bytes,
-            wal_segments_deleted,
+            wal_segments_collected,
             wal_syncs,
             frames_sent,
             messages_sent,
@@ -80,7 +81,7 @@ impl ShardStats {
         self.wal_records += wal_records;
         self.wal_entries += wal_entries;
         self.wal_bytes += wal_bytes;
-        self.wal_segments_deleted += wal_segments_deleted;
+        self.wal_segments_collected += wal_segments_collected;
         self.wal_syncs += wal_syncs;
         self.frames_sent += frames_sent;
         self.messages_sent += messages_sent;
