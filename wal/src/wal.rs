@@ -300,7 +300,12 @@ impl Wal {
         };
         let len = crate::usize_of(record_bytes);
         let result = if blocking && self.writer.is_idle() {
-            self.writer.write_blocking(fd, file_offset, lsn, len, fill)
+            let mut header = [0u8; RECORD_HEADER_BYTES];
+            RecordHeader::encode_into(&mut header, nonce, lsn, synced_through, body);
+            let padding = [0u8; format::RECORD_ALIGN_BYTES as usize];
+            let padding = &padding[..len - RECORD_HEADER_BYTES - body.len()];
+            self.writer
+                .write_blocking(fd, file_offset, lsn, &[&header, body, padding])
         } else {
             self.writer
                 .write(fd, self.active, file_offset, lsn, len, fill)

@@ -179,17 +179,17 @@ impl UringWriter {
         self.writes.is_empty() && self.syncs.is_empty()
     }
 
-    /// Like [`UringWriter::write`], but on this thread with `pwrite`, for a caller that is
-    /// about to block until the record is durable and has nothing in flight: handing the
-    /// write to the ring would only add a submission and a completion round (and, when the
-    /// kernel punts a buffered write to its workers, two thread wakeups) to the same work.
+    /// Like [`UringWriter::write`], but on this thread with `pwritev` of the record's
+    /// `parts` (header, body, padding) as they lie, for a caller that is about to block
+    /// until the record is durable and has nothing in flight: handing the write to the ring
+    /// would only add a copy, a submission and a completion round (and, when the kernel
+    /// punts a buffered write to its workers, two thread wakeups) to the same work.
     pub(crate) fn write_blocking(
         &mut self,
         fd: RawFd,
         file_offset: u64,
         lsn: Lsn,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        parts: &[&[u8]],
     ) -> io::Result<()> {
         assert_eq!(
             lsn,
@@ -203,18 +203,33 @@ impl UringWriter {
         if let Some(failure) = &self.failure {
             return Err(io::Error::other(failure.clone()));
         }
-        let page_offset = usize_of(file_offset % AlignedBuf::ALIGN as u64);
-        let mut buf = self.take_buffer(page_offset + len);
-        let record = &mut buf.as_mut_slice()[page_offset..page_offset + len];
-        fill(record);
+        // The parts go straight from the caller's memory: nothing is in flight, and
+        // pwritev keeps no reference to them after it returns, so no copy is needed.
+        let len: usize = parts.iter().map(|part| part.len()).sum();
         let mut done = 0;
         while done < len {
-            let rest = &record[done..];
+            let mut skip = done;
+            let iovecs: Vec<libc::iovec> = parts
+                .iter()
+                .filter_map(|part| {
+                    if skip >= part.len() {
+                        skip -= part.len();
+                        return None;
+                    }
+                    let rest = &part[skip..];
+                    skip = 0;
+                    Some(libc::iovec {
+                        iov_base: rest.as_ptr().cast_mut().cast(),
+                        iov_len: rest.len(),
+                    })
+                })
+                .collect();
             let offset =
                 i64::try_from(file_offset + done as u64).expect("segment offsets fit in off_t");
-            // pwrite keeps no reference to the buffer after it returns.
-            // SAFETY: `rest` is initialized and outlives the call, which reads `rest.len()` bytes.
-            let written = unsafe { libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), offset) };
+            let count = i32::try_from(iovecs.len()).expect("a record has a few parts");
+            // SAFETY: every iovec points into a slice of `parts`, initialized and alive for
+            // the call; pwritev only reads them and keeps no reference after it returns.
+            let written = unsafe { libc::pwritev(fd, iovecs.as_ptr(), count, offset) };
             match usize::try_from(written) {
                 Ok(0) => {
                     let e = io::Error::new(
@@ -232,9 +247,6 @@ impl UringWriter {
                     return Err(self.fail(e, "write"));
                 }
             }
-        }
-        if self.pool.len() < POOL_BUFFERS_MAX {
-            self.pool.push(buf);
         }
         self.submitted = lsn;
         self.written = lsn;
