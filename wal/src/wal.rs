@@ -50,6 +50,10 @@ pub const SEGMENT_SIZE_DEFAULT_BYTES: u64 = 64 << 20;
 /// the default segment size.
 pub const RECYCLE_SEGMENTS_DEFAULT: usize = 4;
 
+/// The zeros a record is padded with (less than the record alignment).
+const PADDING_ZEROS: [u8; 8] = [0; 8];
+const _: () = assert!(format::RECORD_ALIGN_BYTES == PADDING_ZEROS.len() as u64);
+
 /// Options of [`Wal::open`].
 #[derive(Clone, Debug)]
 pub struct WalOptions {
@@ -302,8 +306,7 @@ impl Wal {
         let result = if blocking && self.writer.is_idle() {
             let mut header = [0u8; RECORD_HEADER_BYTES];
             RecordHeader::encode_into(&mut header, nonce, lsn, synced_through, body);
-            let padding = [0u8; format::RECORD_ALIGN_BYTES as usize];
-            let padding = &padding[..len - RECORD_HEADER_BYTES - body.len()];
+            let padding = &PADDING_ZEROS[..len - RECORD_HEADER_BYTES - body.len()];
             self.writer
                 .write_blocking(fd, file_offset, lsn, &[&header, body, padding])
         } else {
