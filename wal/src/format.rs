@@ -309,6 +309,28 @@ pub enum Op<'a> {
     },
 }
 
+/// A batch body read a run at a time ([`BodyReader::next_chunk`]): what the log's index
+/// walks, so that an entry costs a length read and no call.
+pub(crate) enum Chunk<'a> {
+    /// An entries run whose every length was checked against the body.
+    Run {
+        /// The group.
+        group: GroupId,
+        /// The term of every entry.
+        term: Term,
+        /// Index of the first entry.
+        first_index: LogIndex,
+        /// Number of entries (at least 1).
+        count: u32,
+        /// Offset in the body of the first entry's length field.
+        offset: usize,
+        /// The entries: `count` times a u32 length and that many payload bytes.
+        entries: &'a [u8],
+    },
+    /// Any other operation.
+    Op(Op<'a>),
+}
+
 /// Iterates the operations of a batch body, flattening entry runs into single entries.
 pub struct BodyReader<'a> {
     body: &'a [u8],
@@ -367,6 +389,85 @@ impl<'a> BodyReader<'a> {
         Ok(op)
     }
 
+    /// Decodes the header of the entries run at `at` (its tag already read).
+    fn run_header(&self, at: usize, group: GroupId) -> Result<RunCursor, DecodeError> {
+        let term = Term(self.u64_at(at + 9)?);
+        let first_index = self.u64_at(at + 17)?;
+        let count = read_u32(self.body, at + 25).ok_or(err(at + 25, "operation truncated"))?;
+        if count == 0 {
+            return Err(err(at + 25, "entries run with no entries"));
+        }
+        if first_index == 0 {
+            return Err(err(at + 17, "entry index 0"));
+        }
+        if first_index.checked_add(u64::from(count)).is_none() {
+            return Err(err(at + 17, "entry index overflows"));
+        }
+        // Each entry needs at least its length field: a count the body cannot hold is
+        // rejected here instead of being trusted.
+        let room = self.body.len() - (at + RUN_HEADER_BYTES).min(self.body.len());
+        if (count as usize).saturating_mul(ENTRY_HEADER_BYTES) > room {
+            return Err(err(at + 25, "entry count larger than the body can hold"));
+        }
+        Ok(RunCursor {
+            group,
+            term,
+            next_index: LogIndex(first_index),
+            remaining: count,
+        })
+    }
+
+    /// The operations of `body` with each entries run as one [`Chunk::Run`].
+    pub(crate) fn chunks(body: &'a [u8]) -> impl Iterator<Item = Result<Chunk<'a>, DecodeError>> {
+        let mut reader = BodyReader::new(body);
+        std::iter::from_fn(move || reader.next_chunk())
+    }
+
+    /// The next operation with a whole entries run as one [`Chunk::Run`], its lengths
+    /// checked in one pass. Not to be mixed with the per-entry iteration of the same reader.
+    pub(crate) fn next_chunk(&mut self) -> Option<Result<Chunk<'a>, DecodeError>> {
+        assert!(
+            self.run.is_none(),
+            "next_chunk inside a run read entry by entry"
+        );
+        if self.failed || self.offset >= self.body.len() {
+            return None;
+        }
+        let at = self.offset;
+        if self.body[at] != tag::ENTRIES {
+            return self.next().map(|op| op.map(Chunk::Op));
+        }
+        let chunk = self.next_run_chunk(at);
+        self.failed = chunk.is_err();
+        Some(chunk)
+    }
+
+    fn next_run_chunk(&mut self, at: usize) -> Result<Chunk<'a>, DecodeError> {
+        let group = GroupId(self.u64_at(at + 1)?);
+        let run = self.run_header(at, group)?;
+        let start = at + RUN_HEADER_BYTES;
+        let mut end = start;
+        for _ in 0..run.remaining {
+            let len = read_u32(self.body, end).ok_or(err(end, "entry length truncated"))?;
+            let payload_end = (end + ENTRY_HEADER_BYTES)
+                .checked_add(len as usize)
+                .ok_or(err(end, "entry length overflows"))?;
+            if payload_end > self.body.len() {
+                return Err(err(end, "entry payload runs past the end of the body"));
+            }
+            end = payload_end;
+        }
+        self.offset = end;
+        Ok(Chunk::Run {
+            group,
+            term: run.term,
+            first_index: run.next_index,
+            count: run.remaining,
+            offset: start,
+            entries: &self.body[start..end],
+        })
+    }
+
     fn next_op(&mut self) -> Result<Op<'a>, DecodeError> {
         if self.run.is_some() {
             return self.next_run_entry();
@@ -376,32 +477,9 @@ impl<'a> BodyReader<'a> {
         let group = GroupId(self.u64_at(at + 1)?);
         match op_tag {
             tag::ENTRIES => {
-                let term = Term(self.u64_at(at + 9)?);
-                let first_index = self.u64_at(at + 17)?;
-                let count =
-                    read_u32(self.body, at + 25).ok_or(err(at + 25, "operation truncated"))?;
-                if count == 0 {
-                    return Err(err(at + 25, "entries run with no entries"));
-                }
-                if first_index == 0 {
-                    return Err(err(at + 17, "entry index 0"));
-                }
-                if first_index.checked_add(u64::from(count)).is_none() {
-                    return Err(err(at + 17, "entry index overflows"));
-                }
-                // Each entry needs at least its length field: a count the body cannot hold is
-                // rejected here instead of being trusted.
-                let room = self.body.len() - (at + RUN_HEADER_BYTES).min(self.body.len());
-                if (count as usize).saturating_mul(ENTRY_HEADER_BYTES) > room {
-                    return Err(err(at + 25, "entry count larger than the body can hold"));
-                }
+                let run = self.run_header(at, group)?;
                 self.offset = at + RUN_HEADER_BYTES;
-                self.run = Some(RunCursor {
-                    group,
-                    term,
-                    next_index: LogIndex(first_index),
-                    remaining: count,
-                });
+                self.run = Some(run);
                 self.next_run_entry()
             }
             tag::HARD_STATE => {

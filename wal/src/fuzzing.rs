@@ -5,7 +5,8 @@
 //! the corpus replay test drive the same code.
 
 use crate::format::{
-    BodyReader, Op, RECORD_HEADER_BYTES, RecordHeader, SegmentHeader, decode_record,
+    BodyReader, Chunk, ENTRY_HEADER_BYTES, Op, RECORD_HEADER_BYTES, RecordHeader, SegmentHeader,
+    decode_record,
 };
 use crate::ids::Lsn;
 
@@ -38,6 +39,7 @@ pub fn decode_any(data: &[u8]) -> usize {
         }
     }
     check_ops(&ops, data.len());
+    check_chunks_agree(data, &ops);
     decoded += ops.len();
 
     if data.len() <= u32::MAX as usize - RECORD_HEADER_BYTES {
@@ -55,6 +57,62 @@ pub fn decode_any(data: &[u8]) -> usize {
         }
     }
     decoded
+}
+
+/// The run-at-a-time reader (what the index applies) must decode exactly what the
+/// entry-at-a-time reader does: the same operations, and an error at the same point.
+fn check_chunks_agree(data: &[u8], ops: &[Op<'_>]) {
+    let per_entry_ok = BodyReader::new(data).all(|op| op.is_ok());
+    let mut flattened = Vec::new();
+    let mut chunks_ok = true;
+    for chunk in BodyReader::chunks(data) {
+        match chunk {
+            Ok(Chunk::Op(op)) => flattened.push(op),
+            Ok(Chunk::Run {
+                group,
+                term,
+                first_index,
+                count,
+                offset,
+                entries,
+            }) => {
+                let mut at = 0;
+                for k in 0..u64::from(count) {
+                    let len_bytes = &entries[at..at + ENTRY_HEADER_BYTES];
+                    let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
+                    let payload_at = at + ENTRY_HEADER_BYTES;
+                    flattened.push(Op::Entry {
+                        group,
+                        index: crate::ids::LogIndex(first_index.0 + k),
+                        term,
+                        payload_offset: offset + payload_at,
+                        payload: &entries[payload_at..payload_at + len],
+                    });
+                    at = payload_at + len;
+                }
+                assert_eq!(at, entries.len(), "a run's bytes hold exactly its entries");
+            }
+            Err(_) => chunks_ok = false,
+        }
+    }
+    assert_eq!(
+        chunks_ok, per_entry_ok,
+        "the two readers disagree on validity"
+    );
+    if per_entry_ok {
+        assert_eq!(
+            flattened, ops,
+            "the two readers decode different operations"
+        );
+    } else {
+        // The run reader stops at the run holding the error, the entry reader inside it.
+        assert!(flattened.len() <= ops.len());
+        assert_eq!(
+            flattened,
+            ops[..flattened.len()],
+            "the readers differ before the error"
+        );
+    }
 }
 
 fn check_ops(ops: &[Op<'_>], body_len: usize) {

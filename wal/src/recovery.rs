@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::OpenError;
 use crate::format::{
-    BodyReader, Op, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, RecordHeader,
+    BodyReader, Chunk, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, RecordHeader,
     SEGMENT_HEADER_BYTES,
 };
 use crate::ids::{Lsn, SegmentId};
@@ -403,16 +403,15 @@ fn scan_record(
     }
     // Decode everything before applying anything, so a bad body leaves the index as it was.
     let mut entries = 0;
-    for op in BodyReader::new(body) {
-        match op {
-            Ok(Op::Entry { .. }) => entries += 1,
-            Ok(_) => {}
+    for chunk in BodyReader::chunks(body) {
+        match chunk {
+            Ok(Chunk::Run { count, .. }) => entries += u64::from(count),
+            Ok(Chunk::Op(_)) => {}
             Err(e) => return bad(format!("invalid batch body: {e}")),
         }
     }
     let body_offset = offset + RECORD_HEADER_BYTES as u64;
-    let ops = BodyReader::new(body).map(|op| op.expect("decoded once above"));
-    if let Err(invalid) = index.apply_all(ops, segment.id, body_offset, Mode::Recover) {
+    if let Err(invalid) = index.apply_all(body, segment.id, body_offset, Mode::Recover) {
         return Scanned::Bad {
             reason: format!("group {}: {}", invalid.group, invalid.reason),
             claimed_len,

@@ -32,7 +32,7 @@ use std::sync::mpsc;
 use crate::batch::WriteBatch;
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::format::{
-    self, BodyReader, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
+    self, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
 };
 use crate::ids::{GroupId, LogIndex, Lsn, SegmentId, Term};
 use crate::index::{EntryLoc, GroupState, LogIndexMap, Mode};
@@ -282,7 +282,7 @@ impl Wal {
             });
         }
         self.index
-            .check(BodyReader::new(body))
+            .check(body)
             .map_err(|invalid| AppendError::InvalidBatch {
                 group: invalid.group,
                 reason: invalid.reason,
@@ -318,10 +318,9 @@ impl Wal {
         }
 
         let body_offset = file_offset + RECORD_HEADER_BYTES as u64;
-        let ops = BodyReader::new(body).map(|op| op.expect("a batch decodes its own encoding"));
         if let Err(invalid) = self
             .index
-            .apply_all(ops, self.active, body_offset, Mode::Submit)
+            .apply_all(body, self.active, body_offset, Mode::Submit)
         {
             panic!(
                 "a checked batch applies: group {}: {}",
@@ -426,7 +425,7 @@ impl Wal {
         let mut index = from;
         while index < to {
             let loc = self.locate(group, index)?;
-            visit(index, loc.term, self.payload(loc));
+            visit(index, loc.term, self.payload(&loc));
             index = index.next();
         }
         Ok(())
@@ -450,7 +449,7 @@ impl Wal {
         Ok(entries)
     }
 
-    fn locate(&self, group: GroupId, index: LogIndex) -> Result<&EntryLoc, ReadError> {
+    fn locate(&self, group: GroupId, index: LogIndex) -> Result<EntryLoc, ReadError> {
         let log = self
             .index
             .group(group)
