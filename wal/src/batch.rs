@@ -17,6 +17,9 @@ use crate::ids::{GroupId, HardState, LogIndex, Term};
 pub struct WriteBatch {
     body: Vec<u8>,
     run: Option<OpenRun>,
+    /// Where each closed entries run ends in `body` (the open one ends with the body), so
+    /// the log need not walk the entries' lengths to find the operation after a run.
+    run_ends: Vec<usize>,
     entry_count: usize,
     payload_bytes: usize,
 }
@@ -40,6 +43,7 @@ impl WriteBatch {
     pub fn clear(&mut self) {
         self.body.clear();
         self.run = None;
+        self.run_ends.clear();
         self.entry_count = 0;
         self.payload_bytes = 0;
     }
@@ -68,6 +72,11 @@ impl WriteBatch {
     /// its header).
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// Where each entries run of the body ends, but the last one when it ends the body.
+    pub(crate) fn run_ends(&self) -> &[usize] {
+        &self.run_ends
     }
 
     /// Appends one entry of `group`. Entries of a group must be added in index order; the
@@ -154,7 +163,9 @@ impl WriteBatch {
     }
 
     fn close_run(&mut self) {
-        self.run = None;
+        if self.run.take().is_some() {
+            self.run_ends.push(self.body.len());
+        }
     }
 }
 

@@ -22,7 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::format::{BodyReader, Chunk, ENTRY_HEADER_BYTES, Op};
+use crate::format::{Chunk, DecodeError, ENTRY_HEADER_BYTES, Op};
 use crate::ids::{GroupId, HardState, LogIndex, SegmentId, Term};
 
 /// Where one entry's payload lies.
@@ -63,6 +63,78 @@ struct Slot {
     len: u32,
 }
 
+/// [`ENTRY_HEADER_BYTES`] as a file offset.
+const ENTRY_HEADER_U32: u32 = 4;
+const _: () = assert!(ENTRY_HEADER_U32 as usize == ENTRY_HEADER_BYTES);
+
+/// A group's slots, oldest first: a vector whose front is dropped lazily, so that
+/// appending is a plain vector push and dropping compacted entries costs amortized O(1)
+/// each (the dead front is reclaimed once it is as long as the live part).
+#[derive(Default)]
+struct Slots {
+    all: Vec<Slot>,
+    /// Slots before this one are dropped.
+    head: usize,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.all.len() - self.head
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, at: usize) -> Option<&Slot> {
+        self.all.get(self.head.checked_add(at)?)
+    }
+
+    fn push(&mut self, slot: Slot) {
+        self.all.push(slot);
+    }
+
+    fn keep_first(&mut self, keep: usize) {
+        self.all.truncate(self.head.saturating_add(keep));
+    }
+
+    fn clear(&mut self) {
+        self.all.clear();
+        self.head = 0;
+    }
+
+    fn drop_first(&mut self, count: usize) {
+        self.head += count.min(self.len());
+        if self.head >= self.len() {
+            self.all.drain(..self.head);
+            self.head = 0;
+        }
+    }
+
+    /// Appends the slots of an entries run: `entries` holds `count` times a u32 length and
+    /// that many payload bytes, and its first byte lies at file offset `entries_offset`.
+    fn push_run(&mut self, entries: &[u8], count: u32, entries_offset: u32) {
+        self.all.reserve(count as usize);
+        let mut rest = entries;
+        // The file offset of the next entry's length field. Inside the run, which lies
+        // inside the segment (offsets fit in u32): no overflow.
+        let mut next = entries_offset;
+        for _ in 0..count {
+            let (len, after) = rest
+                .split_first_chunk::<ENTRY_HEADER_BYTES>()
+                .expect("a run's bytes hold its entries");
+            let len = u32::from_le_bytes(*len);
+            let offset = next + ENTRY_HEADER_U32;
+            next = offset + len;
+            self.all.push(Slot { offset, len });
+            rest = after
+                .get(len as usize..)
+                .expect("a run's bytes hold its entries");
+        }
+        assert!(rest.is_empty(), "a run's bytes hold exactly its entries");
+    }
+}
+
 /// From `first_index` up to the next mark, a group's entries have this term and lie in
 /// this segment.
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +149,7 @@ struct RunMark {
 pub(crate) struct GroupLog {
     /// Index of `slots[0]` (when there are entries).
     first_index: LogIndex,
-    slots: VecDeque<Slot>,
+    slots: Slots,
     marks: VecDeque<RunMark>,
     /// Entries at and below this index were compacted.
     compacted_through: LogIndex,
@@ -117,7 +189,7 @@ impl GroupLog {
     /// Appends the entry at `index` (the caller checked that it continues the log).
     fn push(&mut self, index: LogIndex, loc: EntryLoc) {
         self.start_run(index, loc.term, loc.segment);
-        self.slots.push_back(Slot {
+        self.slots.push(Slot {
             offset: loc.offset,
             len: loc.len,
         });
@@ -141,7 +213,7 @@ impl GroupLog {
     /// Keeps the first `keep` live entries.
     fn keep_first(&mut self, keep: u64) {
         self.slots
-            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+            .keep_first(usize::try_from(keep).unwrap_or(usize::MAX));
         let end = LogIndex(self.first_index.0 + self.slots.len() as u64);
         while self
             .marks
@@ -169,7 +241,7 @@ impl GroupLog {
             return;
         }
         self.slots
-            .drain(..usize::try_from(count).expect("fewer than the live entries"));
+            .drop_first(usize::try_from(count).expect("fewer than the live entries"));
         self.first_index = through.next();
         while self
             .marks
@@ -289,6 +361,8 @@ pub(crate) enum Mode {
 #[derive(Default)]
 pub(crate) struct LogIndexMap {
     groups: GroupMap<GroupLog>,
+    /// `check`'s scratch map, kept to reuse its allocation.
+    touched: GroupMap<(LogIndex, LogIndex)>,
 }
 
 /// How a batch breaks the log's rules.
@@ -306,35 +380,46 @@ impl LogIndexMap {
         self.groups.iter().map(|(id, log)| (*id, log))
     }
 
-    /// Checks that the operations of a batch body, applied in order, decode and keep every
+    /// Checks that the operations of a batch, applied in order, decode and keep every
     /// group's log contiguous, without changing anything.
-    pub(crate) fn check(&self, body: &[u8]) -> Result<(), Invalid> {
+    pub(crate) fn check<'a>(
+        &mut self,
+        chunks: impl Iterator<Item = Result<Chunk<'a>, DecodeError>>,
+    ) -> Result<(), Invalid> {
         // The last index and compaction mark of each group touched, as the batch leaves them.
-        let mut touched: GroupMap<(LogIndex, LogIndex)> = GroupMap::default();
-        // The group of the previous operation, kept out of the map: consecutive operations
-        // of one group (an entries run) cost no lookup.
-        let mut current: Option<(GroupId, LogIndex, LogIndex)> = None;
-        for chunk in BodyReader::chunks(body) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.clear();
+        let verdict = self.check_with(chunks, &mut touched);
+        self.touched = touched;
+        verdict
+    }
+
+    fn check_with<'a>(
+        &self,
+        chunks: impl Iterator<Item = Result<Chunk<'a>, DecodeError>>,
+        touched: &mut GroupMap<(LogIndex, LogIndex)>,
+    ) -> Result<(), Invalid> {
+        // The group of the previous operation and its state in `touched`: consecutive
+        // operations of one group (an entries run) cost no lookup, a switch costs one.
+        let mut current: Option<(GroupId, &mut (LogIndex, LogIndex))> = None;
+        for chunk in chunks {
             // A batch the decoder refuses (an index 0, a run that overflows) is invalid.
             let chunk = chunk.map_err(|e| Invalid {
-                group: current.map_or(GroupId(0), |(g, _, _)| g),
+                group: current.as_ref().map_or(GroupId(0), |(g, _)| *g),
                 reason: format!("the batch does not decode: {e}"),
             })?;
             let group = chunk_group(&chunk);
-            if current.is_none_or(|(g, _, _)| g != group) {
-                if let Some((g, last, mark)) = current {
-                    touched.insert(g, (last, mark));
-                }
-                let (last, mark) = touched.get(&group).copied().unwrap_or_else(|| {
+            if current.as_ref().is_none_or(|(g, _)| *g != group) {
+                let state = touched.entry(group).or_insert_with(|| {
                     self.groups
                         .get(&group)
                         .map_or((LogIndex(0), LogIndex(0)), |log| {
                             (log.last_index(), log.compacted_through)
                         })
                 });
-                current = Some((group, last, mark));
+                current = Some((group, state));
             }
-            let (_, last, mark) = current.as_mut().expect("set above");
+            let (_, (last, mark)) = current.as_mut().expect("set above");
             let op = match chunk {
                 Chunk::Run {
                     first_index, count, ..
@@ -408,14 +493,14 @@ impl LogIndexMap {
     ///
     /// # Panics
     /// If the body does not decode: callers decode it first.
-    pub(crate) fn apply_all(
+    pub(crate) fn apply_all<'a>(
         &mut self,
-        body: &[u8],
+        chunks: impl Iterator<Item = Result<Chunk<'a>, DecodeError>>,
         segment: SegmentId,
         body_offset: u64,
         mode: Mode,
     ) -> Result<(), Invalid> {
-        for chunk in BodyReader::chunks(body) {
+        for chunk in chunks {
             match chunk.expect("the body was decoded before it is applied") {
                 Chunk::Op(op) => self.apply(&op, segment, body_offset, mode)?,
                 Chunk::Run {
@@ -428,23 +513,9 @@ impl LogIndexMap {
                 } => {
                     let log = start_entry(&mut self.groups, group, first_index, mode)?;
                     log.start_run(first_index, term, segment);
-                    log.slots.reserve(count as usize);
-                    let entries_offset = body_offset + offset as u64;
-                    let mut at = 0;
-                    while at < entries.len() {
-                        let len = u32::from_le_bytes(
-                            entries[at..at + ENTRY_HEADER_BYTES]
-                                .try_into()
-                                .expect("a length field is 4 bytes"),
-                        );
-                        let payload_offset = entries_offset + (at + ENTRY_HEADER_BYTES) as u64;
-                        log.slots.push_back(Slot {
-                            offset: u32::try_from(payload_offset)
-                                .expect("segment offsets fit in u32"),
-                            len,
-                        });
-                        at += ENTRY_HEADER_BYTES + len as usize;
-                    }
+                    let entries_offset = u32::try_from(body_offset + offset as u64)
+                        .expect("segment offsets fit in u32");
+                    log.slots.push_run(entries, count, entries_offset);
                 }
             }
         }
@@ -560,7 +631,11 @@ fn start_entry(
     mode: Mode,
 ) -> Result<&mut GroupLog, Invalid> {
     let log = groups.entry(group).or_default();
-    log.check_invariants();
+    // Appends keep the invariants by construction (tests check them here); the operations
+    // that restructure a group's log check them after every change, in release builds too.
+    if cfg!(debug_assertions) {
+        log.check_invariants();
+    }
     let expected = log.last_index().next();
     if index != expected {
         if mode == Mode::Recover && !log.has_entries() && index > expected {
@@ -594,5 +669,81 @@ fn op_group(op: &Op<'_>) -> GroupId {
         | Op::Truncate { group, .. }
         | Op::Compact { group, .. }
         | Op::DropGroup { group } => group,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(n: u32) -> Slot {
+        Slot { offset: n, len: n }
+    }
+
+    fn live(slots: &Slots) -> Vec<u32> {
+        (0..slots.len())
+            .map(|k| slots.get(k).expect("live").offset)
+            .collect()
+    }
+
+    #[test]
+    fn slots_drop_their_front_lazily_and_keep_the_rest_in_order() {
+        let mut slots = Slots::default();
+        for n in 0..10 {
+            slots.push(slot(n));
+        }
+        slots.drop_first(3);
+        assert_eq!(live(&slots), (3..10).collect::<Vec<_>>());
+        assert_eq!(
+            slots.head, 3,
+            "a short dead front stays until it pays to move"
+        );
+        slots.drop_first(3);
+        assert_eq!(live(&slots), vec![6, 7, 8, 9]);
+        assert_eq!(
+            slots.head, 0,
+            "a dead front as long as the rest is reclaimed"
+        );
+        slots.keep_first(2);
+        assert_eq!(live(&slots), vec![6, 7]);
+        slots.drop_first(5);
+        assert!(slots.is_empty());
+        assert_eq!(slots.get(0).map(|s| s.offset), None);
+    }
+
+    #[test]
+    fn a_run_pushes_one_slot_per_entry_at_its_payload() {
+        let mut batch = crate::WriteBatch::new();
+        batch.add_entry(GroupId(1), LogIndex(1), Term(1), b"ab");
+        batch.add_entry(GroupId(1), LogIndex(2), Term(1), b"");
+        batch.add_entry(GroupId(1), LogIndex(3), Term(1), b"xyz");
+        let Some(Ok(Chunk::Run {
+            count,
+            offset,
+            entries,
+            ..
+        })) = crate::format::BodyReader::chunks(batch.body()).next()
+        else {
+            panic!("one entries run");
+        };
+        let mut slots = Slots::default();
+        let base = 1000;
+        let offset = u32::try_from(offset).expect("a small body");
+        slots.push_run(entries, count, base + offset);
+        let found: Vec<(u32, u32)> = (0..slots.len())
+            .map(|k| slots.get(k).map(|s| (s.offset, s.len)).expect("live"))
+            .collect();
+        let first = base + offset + 4;
+        assert_eq!(
+            found,
+            vec![(first, 2), (first + 2 + 4, 0), (first + 2 + 4 + 4, 3)]
+        );
+        let body = batch.body();
+        let payload = |(at, len): (u32, u32)| {
+            let at = (at - base) as usize;
+            body[at..at + len as usize].to_vec()
+        };
+        assert_eq!(payload(found[0]), b"ab");
+        assert_eq!(payload(found[2]), b"xyz");
     }
 }

@@ -411,7 +411,8 @@ fn scan_record(
         }
     }
     let body_offset = offset + RECORD_HEADER_BYTES as u64;
-    if let Err(invalid) = index.apply_all(body, segment.id, body_offset, Mode::Recover) {
+    let chunks = BodyReader::chunks(body);
+    if let Err(invalid) = index.apply_all(chunks, segment.id, body_offset, Mode::Recover) {
         return Scanned::Bad {
             reason: format!("group {}: {}", invalid.group, invalid.reason),
             claimed_len,

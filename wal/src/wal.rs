@@ -32,7 +32,7 @@ use std::sync::mpsc;
 use crate::batch::WriteBatch;
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::format::{
-    self, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
+    self, BodyReader, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
 };
 use crate::ids::{GroupId, LogIndex, Lsn, SegmentId, Term};
 use crate::index::{EntryLoc, GroupState, LogIndexMap, Mode};
@@ -282,7 +282,7 @@ impl Wal {
             });
         }
         self.index
-            .check(body)
+            .check(BodyReader::batch_chunks(body, batch.run_ends()))
             .map_err(|invalid| AppendError::InvalidBatch {
                 group: invalid.group,
                 reason: invalid.reason,
@@ -318,10 +318,12 @@ impl Wal {
         }
 
         let body_offset = file_offset + RECORD_HEADER_BYTES as u64;
-        if let Err(invalid) = self
-            .index
-            .apply_all(body, self.active, body_offset, Mode::Submit)
-        {
+        if let Err(invalid) = self.index.apply_all(
+            BodyReader::batch_chunks(body, batch.run_ends()),
+            self.active,
+            body_offset,
+            Mode::Submit,
+        ) {
             panic!(
                 "a checked batch applies: group {}: {}",
                 invalid.group, invalid.reason
