@@ -9,12 +9,16 @@
 //! - `wal-pipelined`: the WAL with submissions kept in flight (group commit: one sync
 //!   covers every batch submitted while the previous sync ran).
 //!
+//! With `--rounds R` the three runs alternate R times per configuration and each column
+//! is the median over the rounds (ratios are taken within a round, so a slow spell of the
+//! shared disk moves both sides); the range of the sync-per-batch ratio is printed too.
+//!
 //! Then a log of `--recovery-mib` MiB is written and reopened; recovery's rate of
 //! verified-and-indexed bytes is reported.
 //!
 //! Usage: `cargo run --release -p flotilla-bench --bin walbench -- [--seconds S]
-//! [--dir DIR] [--recovery-mib N] [--only-recovery] [--entry BYTES] [--batch BYTES]`.
-//! Prints a markdown table.
+//! [--rounds R] [--dir DIR] [--recovery-mib N] [--only-recovery] [--entry BYTES]
+//! [--batch BYTES]`. Prints a markdown table.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -28,6 +32,7 @@ use flotilla_wal::{Wal, WalOptions, WriteBatch};
 
 struct Args {
     seconds: f64,
+    rounds: usize,
     dir: Option<PathBuf>,
     recovery_mib: u64,
     only_recovery: bool,
@@ -40,6 +45,7 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         seconds: 3.0,
+        rounds: 1,
         dir: None,
         recovery_mib: 1024,
         only_recovery: false,
@@ -51,6 +57,7 @@ fn parse_args() -> anyhow::Result<Args> {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
+            "--rounds" => args.rounds = value()?.parse().context("--rounds")?,
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
             "--recovery-mib" => args.recovery_mib = value()?.parse().context("--recovery-mib")?,
             "--only-recovery" => args.only_recovery = true,
@@ -175,6 +182,17 @@ fn wal(
     Ok(run)
 }
 
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
+}
+
 fn compact_all(wal: &mut Wal) -> anyhow::Result<()> {
     let mut batch = WriteBatch::new();
     for (group, state) in wal.groups() {
@@ -238,9 +256,9 @@ fn main() -> anyhow::Result<()> {
     };
     if !args.only_recovery {
         println!(
-            "| entry | batch | raw MB/s | wal MB/s | wal/raw | wal entries/s | pipelined MB/s | pipelined/raw | pipelined entries/s | batches per sync |"
+            "| entry | batch | raw MB/s | wal MB/s | wal/raw | wal/raw range | wal entries/s | pipelined MB/s | pipelined/raw | pipelined entries/s | batches per sync |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for entry_bytes in [16usize, 256, 4096] {
             for batch_bytes in [4usize << 10, 64 << 10, 1 << 20] {
                 if args.entry.is_some_and(|e| e != entry_bytes)
@@ -248,21 +266,38 @@ fn main() -> anyhow::Result<()> {
                 {
                     continue;
                 }
-                let raw = raw(&dir, batch_bytes, entry_bytes, args.seconds)?;
-                let wal_run = wal(&dir, batch_bytes, entry_bytes, args.seconds, false)?;
-                let piped = wal(&dir, batch_bytes, entry_bytes, args.seconds, true)?;
-                let batches = piped.bytes as f64 / batch_bytes as f64;
+                let mut rounds = Vec::new();
+                for _ in 0..args.rounds.max(1) {
+                    let raw = raw(&dir, batch_bytes, entry_bytes, args.seconds)?;
+                    let wal_run = wal(&dir, batch_bytes, entry_bytes, args.seconds, false)?;
+                    let piped = wal(&dir, batch_bytes, entry_bytes, args.seconds, true)?;
+                    let batches = piped.bytes as f64 / batch_bytes as f64;
+                    rounds.push([
+                        raw.mb_per_sec(),
+                        wal_run.mb_per_sec(),
+                        wal_run.mb_per_sec() / raw.mb_per_sec(),
+                        wal_run.entries_per_sec(),
+                        piped.mb_per_sec(),
+                        piped.mb_per_sec() / raw.mb_per_sec(),
+                        piped.entries_per_sec(),
+                        batches / piped.syncs.max(1) as f64,
+                    ]);
+                }
+                let column = |k: usize| median(rounds.iter().map(|round| round[k]).collect());
+                let ratios = rounds.iter().map(|round| round[2]);
+                let lowest = ratios.clone().fold(f64::INFINITY, f64::min);
+                let highest = ratios.fold(0.0, f64::max);
                 println!(
-                    "| {entry_bytes} B | {} KiB | {:.1} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.0} | {:.2} |",
+                    "| {entry_bytes} B | {} KiB | {:.1} | {:.1} | {:.2} | {lowest:.2}–{highest:.2} | {:.0} | {:.1} | {:.2} | {:.0} | {:.2} |",
                     batch_bytes >> 10,
-                    raw.mb_per_sec(),
-                    wal_run.mb_per_sec(),
-                    wal_run.mb_per_sec() / raw.mb_per_sec(),
-                    wal_run.entries_per_sec(),
-                    piped.mb_per_sec(),
-                    piped.mb_per_sec() / raw.mb_per_sec(),
-                    piped.entries_per_sec(),
-                    batches / piped.syncs.max(1) as f64,
+                    column(0),
+                    column(1),
+                    column(2),
+                    column(3),
+                    column(4),
+                    column(5),
+                    column(6),
+                    column(7),
                 );
             }
         }
