@@ -19,9 +19,13 @@
 //!    several unsynced writes in flight can leave a later write intact and an earlier one
 //!    torn. The damaged record counts as torn when its bytes show the shape of a torn write
 //!    on zero-filled space (an all-zero sector inside it), and as corruption otherwise. In
-//!    a recycled segment the sectors a torn write missed hold stale bytes, not zeros, so
-//!    such a crash is reported as corruption (never cut silently): opening with `repair`
-//!    cuts there.
+//!    a recycled segment the sectors a torn write missed hold stale bytes, not zeros: a
+//!    header far from the segment's own (`header_is_foreign`) also counts as torn, but a
+//!    record that lost only body sectors is reported as corruption (never cut silently;
+//!    opening with `repair` cuts there).
+//!
+//! When scanning ends with no such point, the bytes after the data are cut all the same if
+//! they hold pieces of unfinished records, so that a later append never lines up with one.
 //!
 //! **Invariant:** recovery never drops a record that a sync acknowledged: a synced record
 //! that does not verify is reported as corruption, never cut silently.
@@ -263,7 +267,11 @@ pub(crate) fn recover(dir: &Path, ids: &[SegmentId], repair: bool) -> Result<Rec
             }) => false,
             Some(Later {
                 proves_durable: false,
-            }) => has_torn_signature(&segments[bad.slot], bad.offset, bad.claimed_len),
+            }) => {
+                let segment = &segments[bad.slot];
+                has_torn_signature(segment, bad.offset, bad.claimed_len)
+                    || (segment.reused && header_is_foreign(segment, bad.offset))
+            }
         };
         let segment = &segments[bad.slot];
         if torn {
@@ -297,6 +305,20 @@ pub(crate) fn recover(dir: &Path, ids: &[SegmentId], repair: bool) -> Result<Rec
             // Some operations of the cut record reached the index: rebuild it from the
             // records before the cut.
             index = scan(&segments, Some((bad.slot, bad.offset))).index;
+        }
+    } else {
+        // The data ended at unwritten space (or bytes not of the segment) with no valid
+        // record after it. Pieces of records a crash left unfinished may still lie there
+        // (a header that landed without its body, in this segment or a later one): erase
+        // them, so that no later append ever lines up with one.
+        let segment = &segments[end.slot];
+        let bytes = cut_after(&segments, end.slot, end.offset)?;
+        if bytes > 0 {
+            report.torn_tail = Some(TornTail {
+                path: segment.path.clone(),
+                offset: end.offset,
+                bytes,
+            });
         }
     }
 
@@ -494,6 +516,26 @@ fn has_torn_signature(segment: &Segment, offset: u64, claimed_len: Option<u64>) 
         sector += SECTOR_BYTES;
     }
     false
+}
+
+/// Bits of a record header's magic and nonce that may differ from a segment's own before
+/// the header counts as foreign (see [`header_is_foreign`]).
+const FOREIGN_HEADER_BITS: u32 = 8;
+
+/// True when the bytes at `offset` of a recycled segment are unlike a header of its own:
+/// their magic and nonce differ from the segment's in more than [`FOREIGN_HEADER_BITS`]
+/// bits. A write whose header sector never landed leaves the file's stale bytes there,
+/// which differ in about half of those 64 bits (a stale record's header differs in its
+/// random nonce); damage to a header that did land flips a few. The recycled segment's
+/// counterpart of the zero sector in [`has_torn_signature`].
+fn header_is_foreign(segment: &Segment, offset: u64) -> bool {
+    let Some(at) = segment.bytes().get(usize_of(offset)..usize_of(offset) + 16) else {
+        return true;
+    };
+    let field = |from: usize| u32::from_le_bytes(at[from..from + 4].try_into().expect("4 bytes"));
+    let differing =
+        (field(0) ^ RECORD_MAGIC).count_ones() + (field(12) ^ segment.nonce).count_ones();
+    differing > FOREIGN_HEADER_BITS
 }
 
 /// Zeroes everything from `offset` in segment `slot` and the data of every later segment;

@@ -57,7 +57,7 @@ const _: () = assert!(format::RECORD_ALIGN_BYTES == PADDING_ZEROS.len() as u64);
 /// Options of [`Wal::open`].
 #[derive(Clone, Debug)]
 pub struct WalOptions {
-    /// Size of new segments: a multiple of 4 KiB between 16 KiB and 4 GiB. Existing
+    /// Size of new segments: a multiple of 4 KiB between 16 KiB and 1 GiB. Existing
     /// segments keep the size they were created with.
     pub segment_size_bytes: u64,
     /// On corruption (not a torn tail), cut the log at the damaged record instead of
@@ -663,16 +663,16 @@ impl Drop for Wal {
 }
 
 /// Makes segment `id`: recycled from the free file `free` if there is one, else created.
+/// A free file that cannot be recycled (gone, or an I/O error) costs only its reuse: the
+/// segment is then created, and a failure there is the one reported.
 fn make_segment(
     dir: &Path,
     free: Option<&Path>,
     id: SegmentId,
     size_bytes: u64,
 ) -> Result<Segment, OpenError> {
-    match free {
-        Some(free) => Segment::recycle(dir, free, id, size_bytes),
-        None => Segment::create(dir, id, size_bytes),
-    }
+    free.and_then(|free| Segment::recycle(dir, free, id, size_bytes).ok())
+        .map_or_else(|| Segment::create(dir, id, size_bytes), Ok)
 }
 
 /// Releases a segment no longer part of the log: renamed to a free file if `free` has room
@@ -686,11 +686,13 @@ fn retire(
     let (id, path, size) = (segment.id, segment.path.clone(), segment.size_bytes);
     drop(segment);
     let free_path = segment::free_path(dir, id);
-    // A free file of the same id exists when an earlier run retired a spare with this id:
-    // keep that one, not two entries for one name.
+    // A free file of the same name exists when an earlier run retired a spare with this
+    // id; it may even be on its way to becoming a segment on the prepare thread, which
+    // took it off the list. Keep that one and delete this one: never rename over it.
+    let name_taken = free.contains(&free_path) || fs::symlink_metadata(&free_path).is_ok();
     if free.len() < options.recycle_segments_max
         && size == options.segment_size_bytes
-        && !free.contains(&free_path)
+        && !name_taken
     {
         fs::rename(&path, &free_path)?;
         free.push(free_path);

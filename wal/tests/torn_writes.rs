@@ -224,8 +224,9 @@ fn append_filler(wal: &mut Wal, index: u64) -> Option<u64> {
 
 /// Fills two segments with a filler group, compacts it away and collects them, fills the
 /// active segment until the log moves to a recycled one, and writes `batch(0..BATCHES)`
-/// there, over the filler's stale records.
-fn write_recycled_log(dir: &Path) -> RecycledLog {
+/// there, over the filler's stale records. With `pipelined_tail`, the last two batches are
+/// submitted together and synced once.
+fn write_recycled_log(dir: &Path, pipelined_tail: bool) -> RecycledLog {
     let (mut wal, _) = Wal::open(dir, recycling_options()).unwrap();
     let mut index = 0;
     while wal.stats().rotations < 2 {
@@ -260,9 +261,16 @@ fn write_recycled_log(dir: &Path) -> RecycledLog {
     let mut records = Vec::new();
     for b in 0..BATCHES {
         let start = 4096 + (wal.stats().bytes - moved_at);
-        wal.append_durable(&batch(b)).unwrap();
+        if pipelined_tail && b >= BATCHES - 2 {
+            // The last two are in flight together: neither record's `synced_through`
+            // reaches the other.
+            wal.submit(&batch(b)).unwrap();
+        } else {
+            wal.append_durable(&batch(b)).unwrap();
+        }
         records.push((start, 4096 + (wal.stats().bytes - moved_at)));
     }
+    wal.wait_durable(wal.submitted_lsn()).unwrap();
     wal.close().unwrap();
     let bytes = fs::read(dir.join(&name)).unwrap();
     let records = records
@@ -287,6 +295,12 @@ fn write_recycled_log(dir: &Path) -> RecycledLog {
 /// Copies the log in `from` to `to` with the recycled segment's bytes from `cut` on put
 /// back as they were before it was recycled: a write torn at `cut`.
 fn torn_copy(from: &Path, to: &Path, log: &RecycledLog, cut: u64) {
+    torn_copy_ranges(from, to, log, &[(cut, log.stale.len() as u64)]);
+}
+
+/// Copies the log in `from` to `to` with the recycled segment's bytes in `ranges` put back
+/// as they were before it was recycled: sectors of in-flight writes that never landed.
+fn torn_copy_ranges(from: &Path, to: &Path, log: &RecycledLog, ranges: &[(u64, u64)]) {
     fs::create_dir(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -296,14 +310,98 @@ fn torn_copy(from: &Path, to: &Path, log: &RecycledLog, cut: u64) {
         }
     }
     let mut bytes = fs::read(from.join(&log.name)).unwrap();
-    bytes[cut as usize..].copy_from_slice(&log.stale[cut as usize..]);
+    for &(start, end) in ranges {
+        bytes[start as usize..end as usize]
+            .copy_from_slice(&log.stale[start as usize..end as usize]);
+    }
     fs::write(to.join(&log.name), &bytes).unwrap();
+}
+
+/// The end of the 512-byte sector holding `offset`.
+fn sector_end(offset: u64) -> u64 {
+    (offset / 512 + 1) * 512
+}
+
+#[test]
+fn a_later_record_that_landed_whole_does_not_make_a_lost_header_corruption() {
+    // Two records in flight together; the earlier one's header sector never landed, the
+    // later one did. Nothing says the earlier was durable: a torn tail, not corruption.
+    let source = tempfile::tempdir().unwrap();
+    let log = write_recycled_log(source.path(), true);
+    let (a_start, _) = log.records[log.records.len() - 2];
+    let (b_start, _) = log.records[log.records.len() - 1];
+    let lost = (a_start, sector_end(a_start).min(b_start));
+    assert!(
+        sector_end(a_start) <= b_start,
+        "the records share no sector"
+    );
+    let dir = source.path().join("torn");
+    torn_copy_ranges(source.path(), &dir, &log, &[lost]);
+    let (wal, report) = Wal::open(&dir, recycling_options())
+        .unwrap_or_else(|e| panic!("a plain crash must not fail the open: {e}"));
+    assert_eq!(report.records, log.records_before + BATCHES - 2);
+    assert_eq!(report.torn_tail.as_ref().map(|t| t.offset), Some(a_start));
+    check_groups(&wal, BATCHES - 2, a_start);
+}
+
+#[test]
+fn a_flipped_bit_in_a_header_is_corruption_even_in_the_last_group_commit() {
+    let source = tempfile::tempdir().unwrap();
+    let log = write_recycled_log(source.path(), true);
+    let (a_start, _) = log.records[log.records.len() - 2];
+    let dir = source.path().join("flipped");
+    torn_copy_ranges(source.path(), &dir, &log, &[]);
+    let segment = dir.join(&log.name);
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[a_start as usize + 13] ^= 0x10; // One bit of the nonce.
+    fs::write(&segment, &bytes).unwrap();
+    let err = Wal::open(&dir, recycling_options())
+        .err()
+        .expect("a damaged header is reported");
+    assert!(err.to_string().contains(&a_start.to_string()), "{err}");
+}
+
+#[test]
+fn pieces_of_unfinished_records_after_the_end_are_erased() {
+    // The earlier record's header sector never landed, and the later one lost a body
+    // sector: nothing valid follows the end, but the later header is this segment's own.
+    let source = tempfile::tempdir().unwrap();
+    let log = write_recycled_log(source.path(), true);
+    let (a_start, _) = log.records[log.records.len() - 2];
+    let (b_start, b_end) = log.records[log.records.len() - 1];
+    let dir = source.path().join("pieces");
+    torn_copy_ranges(
+        source.path(),
+        &dir,
+        &log,
+        &[
+            (a_start, sector_end(a_start).min(b_start)),
+            (b_start + 40, b_end),
+        ],
+    );
+    {
+        let (wal, report) = Wal::open(&dir, recycling_options()).unwrap();
+        assert_eq!(report.records, log.records_before + BATCHES - 2);
+        let torn = report
+            .torn_tail
+            .expect("the pieces were erased and reported");
+        assert_eq!(torn.offset, a_start);
+        assert!(torn.bytes >= b_end - b_start, "{torn:?}");
+        check_groups(&wal, BATCHES - 2, a_start);
+    }
+    let bytes = fs::read(dir.join(&log.name)).unwrap();
+    assert!(
+        bytes[b_start as usize..b_start as usize + 32]
+            .iter()
+            .all(|&b| b == 0),
+        "the later record's header is gone"
+    );
 }
 
 #[test]
 fn a_recycled_segment_torn_anywhere_in_its_last_batches_recovers_the_whole_batches_before_it() {
     let source = tempfile::tempdir().unwrap();
-    let log = write_recycled_log(source.path());
+    let log = write_recycled_log(source.path(), false);
     let first_cut = log.records[log.records.len() - 3].0;
     let last_cut = log.records.last().unwrap().1;
     let work = tempfile::tempdir().unwrap();
@@ -334,7 +432,7 @@ fn a_recycled_segment_torn_anywhere_in_its_last_batches_recovers_the_whole_batch
 #[test]
 fn a_recycled_segment_cut_mid_batch_takes_new_batches_over_its_stale_bytes() {
     let source = tempfile::tempdir().unwrap();
-    let log = write_recycled_log(source.path());
+    let log = write_recycled_log(source.path(), false);
     let (start, end) = log.records[log.records.len() - 2];
     let dir = source.path().join("torn");
     torn_copy(source.path(), &dir, &log, (start + end) / 2);
