@@ -832,3 +832,55 @@ fn list_dir(dir: &Path) -> Result<Listing, OpenError> {
     frees.sort();
     Ok(Listing { ids, temps, frees })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> WalOptions {
+        WalOptions {
+            segment_size_bytes: format::SEGMENT_SIZE_MIN_BYTES,
+            ..WalOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_retired_segment_becomes_a_free_file_and_never_replaces_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = small();
+        let mut free = Vec::new();
+
+        let segment = Segment::create(dir.path(), SegmentId(5), options.segment_size_bytes)
+            .expect("segment 5");
+        retire(dir.path(), &options, &mut free, segment).expect("retired");
+        let kept = segment::free_path(dir.path(), SegmentId(5));
+        assert_eq!(free, vec![kept.clone()]);
+        assert!(kept.exists() && !segment::segment_path(dir.path(), SegmentId(5)).exists());
+
+        // The prepare thread took `5.free` off the list and is about to recycle it when a
+        // new segment 5 is collected: that segment is deleted, not renamed over it.
+        free.clear();
+        let before = fs::read(&kept).expect("free file");
+        let again = Segment::create(dir.path(), SegmentId(5), options.segment_size_bytes)
+            .expect("segment 5 again");
+        retire(dir.path(), &options, &mut free, again).expect("retired");
+        assert!(free.is_empty(), "no second entry for one name");
+        assert!(!segment::segment_path(dir.path(), SegmentId(5)).exists());
+        assert_eq!(
+            fs::read(&kept).expect("free file"),
+            before,
+            "the free file is untouched"
+        );
+    }
+
+    #[test]
+    fn a_free_file_that_cannot_be_recycled_gives_way_to_a_fresh_segment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let size = small().segment_size_bytes;
+        let missing = segment::free_path(dir.path(), SegmentId(1));
+        let made =
+            make_segment(dir.path(), Some(&missing), SegmentId(2), size).expect("created instead");
+        assert!(!made.reused);
+        assert_eq!(made.id, SegmentId(2));
+    }
+}
