@@ -5,10 +5,12 @@
 //! [`LogIndexMap::apply`]. [`LogIndexMap::check`] validates a batch before it is written, so
 //! that an invalid batch changes neither the file nor the index.
 //!
-//! A group's entries cost 8 bytes each (where the payload lies in its segment); their term
-//! and segment are kept once per run of entries that share both (`RunMark`), since a
-//! group's log changes term and segment rarely. Appending a small entry is one 8-byte
-//! store, which matters at millions of entries per second.
+//! A group's entries cost 4 bytes each (where the payload lies in its segment; its length
+//! is the entry's length field just before it in the file); their term and segment are
+//! kept once per run of entries that share both (`RunMark`), since a group's log changes
+//! term and segment rarely. Appending a small entry is one 4-byte store, which matters at
+//! millions of entries per second: the stores go to a different group's memory every few
+//! entries, so their cache misses are most of the index's cost.
 //!
 //! # Invariants
 //! - A group's live entries are contiguous: `slots[k]` holds index `first_index + k`.
@@ -25,42 +27,34 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::format::{Chunk, DecodeError, ENTRY_HEADER_BYTES, Op};
 use crate::ids::{GroupId, HardState, LogIndex, SegmentId, Term};
 
-/// Where one entry's payload lies.
+/// Where one entry's payload lies. Its length is the u32 in the 4 bytes before it (the
+/// entry's length field in the record), read with the payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct EntryLoc {
     pub(crate) term: Term,
     pub(crate) segment: SegmentId,
     /// Offset of the payload in the segment file.
     pub(crate) offset: u32,
-    pub(crate) len: u32,
 }
 
 impl EntryLoc {
     /// The location of an entry whose payload starts `payload_offset` bytes into a record
     /// body at file offset `body_offset` of `segment`.
-    fn new(
-        term: Term,
-        segment: SegmentId,
-        body_offset: u64,
-        payload_offset: usize,
-        payload: &[u8],
-    ) -> EntryLoc {
+    fn new(term: Term, segment: SegmentId, body_offset: u64, payload_offset: usize) -> EntryLoc {
         let offset = body_offset + payload_offset as u64;
         EntryLoc {
             term,
             segment,
             offset: u32::try_from(offset).expect("segment offsets fit in u32"),
-            len: u32::try_from(payload.len()).expect("payload fits in a segment"),
         }
     }
 }
 
 /// Where one entry's payload lies in its segment (the segment and term are in the mark
-/// of the run it belongs to).
+/// of the run it belongs to; the length precedes the payload in the file).
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     offset: u32,
-    len: u32,
 }
 
 /// [`ENTRY_HEADER_BYTES`] as a file offset.
@@ -126,7 +120,7 @@ impl Slots {
             let len = u32::from_le_bytes(*len);
             let offset = next + ENTRY_HEADER_U32;
             next = offset + len;
-            self.all.push(Slot { offset, len });
+            self.all.push(Slot { offset });
             rest = after
                 .get(len as usize..)
                 .expect("a run's bytes hold its entries");
@@ -189,10 +183,7 @@ impl GroupLog {
     /// Appends the entry at `index` (the caller checked that it continues the log).
     fn push(&mut self, index: LogIndex, loc: EntryLoc) {
         self.start_run(index, loc.term, loc.segment);
-        self.slots.push(Slot {
-            offset: loc.offset,
-            len: loc.len,
-        });
+        self.slots.push(Slot { offset: loc.offset });
     }
 
     /// Makes sure entries appended from `index` on are marked with `term` and `segment`.
@@ -278,7 +269,6 @@ impl GroupLog {
             term: mark.term,
             segment: mark.segment,
             offset: slot.offset,
-            len: slot.len,
         })
     }
 
@@ -488,7 +478,7 @@ impl LogIndexMap {
 
     /// Applies the operations of a record body (already checked, or verified by recovery)
     /// written in `segment` at `body_offset` (the file offset of the body), in order. An
-    /// entries run costs one lookup and, per entry, a length read and an 8-byte push. On
+    /// entries run costs one lookup and, per entry, a length read and a 4-byte push. On
     /// error, the operations before the failing one stay applied.
     ///
     /// # Panics
@@ -541,10 +531,9 @@ impl LogIndexMap {
                 index,
                 term,
                 payload_offset,
-                payload,
                 ..
             } => {
-                let loc = EntryLoc::new(term, segment, body_offset, payload_offset, payload);
+                let loc = EntryLoc::new(term, segment, body_offset, payload_offset);
                 start_entry(&mut self.groups, group, index, mode)?.push(index, loc);
                 return Ok(());
             }
@@ -677,7 +666,7 @@ mod tests {
     use super::*;
 
     fn slot(n: u32) -> Slot {
-        Slot { offset: n, len: n }
+        Slot { offset: n }
     }
 
     fn live(slots: &Slots) -> Vec<u32> {
@@ -730,19 +719,19 @@ mod tests {
         let base = 1000;
         let offset = u32::try_from(offset).expect("a small body");
         slots.push_run(entries, count, base + offset);
-        let found: Vec<(u32, u32)> = (0..slots.len())
-            .map(|k| slots.get(k).map(|s| (s.offset, s.len)).expect("live"))
+        let found: Vec<u32> = (0..slots.len())
+            .map(|k| slots.get(k).map(|s| s.offset).expect("live"))
             .collect();
         let first = base + offset + 4;
-        assert_eq!(
-            found,
-            vec![(first, 2), (first + 2 + 4, 0), (first + 2 + 4 + 4, 3)]
-        );
+        assert_eq!(found, vec![first, first + 2 + 4, first + 2 + 4 + 4]);
+        // The length is the field right before each payload.
         let body = batch.body();
-        let payload = |(at, len): (u32, u32)| {
+        let payload = |at: u32| {
             let at = (at - base) as usize;
+            let len = u32::from_le_bytes(body[at - 4..at].try_into().expect("4 bytes"));
             body[at..at + len as usize].to_vec()
         };
+        assert_eq!(payload(found[1]), b"");
         assert_eq!(payload(found[0]), b"ab");
         assert_eq!(payload(found[2]), b"xyz");
     }

@@ -471,18 +471,24 @@ impl Wal {
         })
     }
 
+    /// The payload at `loc`, preceded in the file by its u32 length.
     fn payload(&self, loc: &EntryLoc) -> &[u8] {
         let offset = u64::from(loc.offset);
-        let len = loc.len as usize;
-        if let Some(bytes) = self.writer.inflight_bytes(loc.segment, offset, len) {
-            return bytes;
-        }
-        let segment = self
-            .segments
-            .get(&loc.segment)
-            .expect("indexed entries live in open segments");
-        let start = crate::usize_of(offset);
-        &segment.bytes()[start..start + len]
+        let len_at = offset - format::ENTRY_HEADER_BYTES as u64;
+        let read = |at: u64, len: usize| -> &[u8] {
+            if let Some(bytes) = self.writer.inflight_bytes(loc.segment, at, len) {
+                return bytes;
+            }
+            let segment = self
+                .segments
+                .get(&loc.segment)
+                .expect("indexed entries live in open segments");
+            let start = crate::usize_of(at);
+            &segment.bytes()[start..start + len]
+        };
+        let len_field = read(len_at, format::ENTRY_HEADER_BYTES);
+        let len = u32::from_le_bytes(len_field.try_into().expect("a 4-byte length field"));
+        read(offset, len as usize)
     }
 
     /// Deletes the segments no group needs any more. Groups that hold an old segment only
