@@ -39,6 +39,8 @@ const RING_ENTRIES: u32 = 256;
 pub(crate) const WRITES_INFLIGHT_MAX: usize = 64;
 /// Free buffers kept for reuse.
 const POOL_BUFFERS_MAX: usize = 16;
+/// Parts of a record written by [`UringWriter::write_blocking`]: header, body, padding.
+const RECORD_PARTS_MAX: usize = 3;
 /// Marks a sync in `user_data`; writes carry their bare lsn.
 const SYNC_BIT: u64 = 1 << 63;
 
@@ -205,30 +207,39 @@ impl UringWriter {
         }
         // The parts go straight from the caller's memory: nothing is in flight, and
         // pwritev keeps no reference to them after it returns, so no copy is needed.
+        assert!(
+            parts.len() <= RECORD_PARTS_MAX,
+            "a record has at most three parts"
+        );
         let len: usize = parts.iter().map(|part| part.len()).sum();
         let mut done = 0;
         while done < len {
+            // The parts not yet written, the first one cut where the last write stopped.
+            let mut iovecs = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; RECORD_PARTS_MAX];
+            let mut count = 0;
             let mut skip = done;
-            let iovecs: Vec<libc::iovec> = parts
-                .iter()
-                .filter_map(|part| {
-                    if skip >= part.len() {
-                        skip -= part.len();
-                        return None;
-                    }
-                    let rest = &part[skip..];
-                    skip = 0;
-                    Some(libc::iovec {
-                        iov_base: rest.as_ptr().cast_mut().cast(),
-                        iov_len: rest.len(),
-                    })
-                })
-                .collect();
+            for part in parts {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                let rest = &part[skip..];
+                skip = 0;
+                iovecs[count] = libc::iovec {
+                    iov_base: rest.as_ptr().cast_mut().cast(),
+                    iov_len: rest.len(),
+                };
+                count += 1;
+            }
             let offset =
                 i64::try_from(file_offset + done as u64).expect("segment offsets fit in off_t");
-            let count = i32::try_from(iovecs.len()).expect("a record has a few parts");
-            // SAFETY: every iovec points into a slice of `parts`, initialized and alive for
-            // the call; pwritev only reads them and keeps no reference after it returns.
+            let count = i32::try_from(count).expect("at most three parts");
+            // pwritev only reads the memory the iovecs name, and keeps no reference to it
+            // after it returns.
+            // SAFETY: the first `count` iovecs point into live, initialized `parts`.
             let written = unsafe { libc::pwritev(fd, iovecs.as_ptr(), count, offset) };
             match usize::try_from(written) {
                 Ok(0) => {
