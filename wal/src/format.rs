@@ -488,28 +488,22 @@ impl<'a> BodyReader<'a> {
         let group = GroupId(self.u64_at(at + 1)?);
         let run = self.run_header(at, group)?;
         let start = at + RUN_HEADER_BYTES;
-        if let Some(run_ends) = self.run_ends {
-            let end = run_ends
-                .get(self.runs_read)
-                .copied()
-                .unwrap_or(self.body.len());
-            self.runs_read += 1;
-            debug_assert_eq!(
-                Some(end),
-                self.walk_run(start, run.remaining).ok(),
-                "a recorded run end matches the lengths"
-            );
-            self.offset = end;
-            return Ok(Chunk::Run {
-                group,
-                term: run.term,
-                first_index: run.next_index,
-                count: run.remaining,
-                offset: start,
-                entries: &self.body[start..end],
-            });
-        }
-        let end = self.walk_run(start, run.remaining)?;
+        let end = match self.run_ends {
+            Some(run_ends) => {
+                let end = run_ends
+                    .get(self.runs_read)
+                    .copied()
+                    .unwrap_or(self.body.len());
+                self.runs_read += 1;
+                debug_assert_eq!(
+                    Some(end),
+                    self.walk_run(start, run.remaining).ok(),
+                    "a recorded run end matches the lengths"
+                );
+                end
+            }
+            None => self.walk_run(start, run.remaining)?,
+        };
         self.offset = end;
         Ok(Chunk::Run {
             group,
