@@ -2,7 +2,7 @@
 //! holds for it (hard state, compaction mark).
 //!
 //! The index is rebuilt by recovery and updated by every submitted batch, through the same
-//! [`LogIndexMap::apply`]. [`LogIndexMap::check`] validates a batch before it is written, so
+//! [`LogIndexMap::apply_all`]. [`LogIndexMap::check`] validates a batch before it is written, so
 //! that an invalid batch changes neither the file nor the index.
 //!
 //! A group's entries cost 4 bytes each (where the payload lies in its segment; its length
@@ -35,19 +35,6 @@ pub(crate) struct EntryLoc {
     pub(crate) segment: SegmentId,
     /// Offset of the payload in the segment file.
     pub(crate) offset: u32,
-}
-
-impl EntryLoc {
-    /// The location of an entry whose payload starts `payload_offset` bytes into a record
-    /// body at file offset `body_offset` of `segment`.
-    fn new(term: Term, segment: SegmentId, body_offset: u64, payload_offset: usize) -> EntryLoc {
-        let offset = body_offset + payload_offset as u64;
-        EntryLoc {
-            term,
-            segment,
-            offset: u32::try_from(offset).expect("segment offsets fit in u32"),
-        }
-    }
 }
 
 /// Where one entry's payload lies in its segment (the segment and term are in the mark
@@ -84,6 +71,8 @@ impl Slots {
         self.all.get(self.head.checked_add(at)?)
     }
 
+    /// Appends one slot (the log appends whole runs, with `push_run`).
+    #[cfg(test)]
     fn push(&mut self, slot: Slot) {
         self.all.push(slot);
     }
@@ -178,12 +167,6 @@ impl GroupLog {
 
     fn has_entries(&self) -> bool {
         !self.slots.is_empty()
-    }
-
-    /// Appends the entry at `index` (the caller checked that it continues the log).
-    fn push(&mut self, index: LogIndex, loc: EntryLoc) {
-        self.start_run(index, loc.term, loc.segment);
-        self.slots.push(Slot { offset: loc.offset });
     }
 
     /// Makes sure entries appended from `index` on are marked with `term` and `segment`.
@@ -337,7 +320,7 @@ impl Hasher for GroupIdHasher {
 
 type GroupMap<V> = HashMap<GroupId, V, BuildHasherDefault<GroupIdHasher>>;
 
-/// How [`LogIndexMap::apply`] treats an entry that does not continue a group's log.
+/// How [`LogIndexMap::apply_all`] treats an entry that does not continue a group's log.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// A new batch: it was checked first, a gap is a bug.
@@ -492,7 +475,7 @@ impl LogIndexMap {
     ) -> Result<(), Invalid> {
         for chunk in chunks {
             match chunk.expect("the body was decoded before it is applied") {
-                Chunk::Op(op) => self.apply(&op, segment, body_offset, mode)?,
+                Chunk::Op(op) => self.apply(&op, segment, mode)?,
                 Chunk::Run {
                     group,
                     term,
@@ -512,36 +495,17 @@ impl LogIndexMap {
         Ok(())
     }
 
-    /// Applies one operation of a record written in `segment` at `body_offset` (the file
-    /// offset of the record's body).
-    pub(crate) fn apply(
-        &mut self,
-        op: &Op<'_>,
-        segment: SegmentId,
-        body_offset: u64,
-        mode: Mode,
-    ) -> Result<(), Invalid> {
+    /// Applies one operation other than an entry (entries come as runs, see
+    /// [`LogIndexMap::apply_all`]) of a record written in `segment`.
+    fn apply(&mut self, op: &Op<'_>, segment: SegmentId, mode: Mode) -> Result<(), Invalid> {
         let group = op_group(op);
-        match *op {
-            Op::DropGroup { .. } => {
-                self.groups.remove(&group);
-                return Ok(());
-            }
-            Op::Entry {
-                index,
-                term,
-                payload_offset,
-                ..
-            } => {
-                let loc = EntryLoc::new(term, segment, body_offset, payload_offset);
-                start_entry(&mut self.groups, group, index, mode)?.push(index, loc);
-                return Ok(());
-            }
-            _ => {}
+        if let Op::DropGroup { .. } = op {
+            self.groups.remove(&group);
+            return Ok(());
         }
         let log = self.groups.entry(group).or_default();
         match *op {
-            Op::Entry { .. } => unreachable!("handled above"),
+            Op::Entry { .. } => unreachable!("entries come as runs"),
             Op::HardState { hard_state, .. } => {
                 log.hard_state = Some(hard_state);
                 log.hard_state_segment = Some(segment);
