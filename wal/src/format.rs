@@ -109,7 +109,8 @@ pub struct SegmentHeader {
     /// Drawn afresh each time a file becomes a segment; every record written into this
     /// segment carries it, so records left from the file's earlier use never pass as its own.
     pub nonce: u32,
-    /// The file was recycled from a collected segment (see [`SEGMENT_FLAG_REUSED`]).
+    /// The file was recycled from a collected segment (flag bit 0): past its records lie stale
+    /// records of the segment it was, not zeros.
     pub reused: bool,
 }
 
