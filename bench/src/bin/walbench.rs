@@ -9,15 +9,21 @@
 //! - `wal-pipelined`: the WAL with submissions kept in flight (group commit: one sync
 //!   covers every batch submitted while the previous sync ran).
 //!
-//! With `--rounds R` the three runs alternate R times per configuration and each column
-//! is the median over the rounds (ratios are taken within a round, so a slow spell of the
-//! shared disk moves both sides); the range of the sync-per-batch ratio is printed too.
+//! A round runs the three in turn, in slices of `--slice-ms` (default 50 ms), until each
+//! ran for `--seconds`: a slow spell of the shared disk falls on all three alike, and the
+//! ratios are taken within a round. With `--rounds R` each column is the median over R
+//! rounds, and the range of the sync-per-batch ratio is printed too.
+//!
+//! The log is measured in its steady state: before timing starts it is written until it
+//! has collected enough segments that every later one is recycled (as the raw baseline's
+//! file is written ahead). The last column counts segments still written from scratch
+//! while timed.
 //!
 //! Then a log of `--recovery-mib` MiB is written and reopened; recovery's rate of
 //! verified-and-indexed bytes is reported.
 //!
 //! Usage: `cargo run --release -p flotilla-bench --bin walbench -- [--seconds S]
-//! [--rounds R] [--dir DIR] [--recovery-mib N] [--only-recovery] [--entry BYTES]
+//! [--rounds R] [--slice-ms MS] [--dir DIR] [--recovery-mib N] [--only-recovery] [--entry BYTES]
 //! [--batch BYTES]`. Prints a markdown table.
 
 use std::fs::{File, OpenOptions};
@@ -33,6 +39,8 @@ use flotilla_wal::{Wal, WalOptions, WriteBatch};
 struct Args {
     seconds: f64,
     rounds: usize,
+    /// Length of one slice of a round, in milliseconds.
+    slice_ms: f64,
     dir: Option<PathBuf>,
     recovery_mib: u64,
     only_recovery: bool,
@@ -46,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         seconds: 3.0,
         rounds: 1,
+        slice_ms: 50.0,
         dir: None,
         recovery_mib: 1024,
         only_recovery: false,
@@ -58,6 +67,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
             "--rounds" => args.rounds = value()?.parse().context("--rounds")?,
+            "--slice-ms" => args.slice_ms = value()?.parse().context("--slice-ms")?,
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
             "--recovery-mib" => args.recovery_mib = value()?.parse().context("--recovery-mib")?,
             "--only-recovery" => args.only_recovery = true,
@@ -76,6 +86,8 @@ struct Run {
     entries: u64,
     syncs: u64,
     elapsed: Duration,
+    /// Segments the log wrote from scratch (not recycled) while timed.
+    segments_created: u64,
 }
 
 impl Run {
@@ -107,79 +119,170 @@ fn prewritten_file(path: &Path, len: u64) -> anyhow::Result<File> {
     Ok(file)
 }
 
-/// The raw baseline: write + fdatasync of `batch` bytes at a time, for `seconds`.
-fn raw(dir: &Path, batch_bytes: usize, entry_bytes: usize, seconds: f64) -> anyhow::Result<Run> {
-    let file_len: u64 = 256 << 20;
-    let file = prewritten_file(&dir.join("raw.bin"), file_len)?;
-    // Page-aligned buffer contents: a Vec from the allocator is 16-byte aligned; copy into
-    // an offset that keeps it congruent with the file offset, as the WAL does.
-    let mut storage = vec![7u8; batch_bytes + 4096];
-    let shift = storage.as_ptr().align_offset(4096);
-    let buf = &mut storage[shift..shift + batch_bytes];
-    buf.fill(7);
-    let started = Instant::now();
-    let mut run = Run::default();
-    let mut offset = 0u64;
-    while started.elapsed().as_secs_f64() < seconds {
-        if offset + batch_bytes as u64 > file_len {
-            offset = 0;
-        }
-        file.write_all_at(buf, offset)?;
-        file.sync_data()?;
-        offset += batch_bytes as u64;
-        run.bytes += batch_bytes as u64;
-        run.entries += (batch_bytes / (entry_bytes + 4)) as u64;
-        run.syncs += 1;
-    }
-    run.elapsed = started.elapsed();
-    std::fs::remove_file(dir.join("raw.bin"))?;
-    Ok(run)
+/// The raw baseline: `write` + `fdatasync` of one ready-made batch-sized buffer at a time,
+/// into a file written ahead.
+struct RawWriter {
+    file: File,
+    path: PathBuf,
+    file_len: u64,
+    storage: Vec<u8>,
+    /// Where the page-aligned buffer starts in `storage`.
+    shift: usize,
+    batch_bytes: usize,
+    entry_bytes: usize,
+    offset: u64,
 }
 
-/// The WAL, one sync per batch (`pipelined == false`) or with submissions in flight.
-fn wal(
+impl RawWriter {
+    fn new(dir: &Path, batch_bytes: usize, entry_bytes: usize) -> anyhow::Result<RawWriter> {
+        let file_len: u64 = 256 << 20;
+        let path = dir.join("raw.bin");
+        let file = prewritten_file(&path, file_len)?;
+        // Page-aligned buffer contents: a Vec from the allocator is 16-byte aligned; copy
+        // into an offset that keeps it congruent with the file offset, as the WAL does.
+        let mut storage = vec![7u8; batch_bytes + 4096];
+        let shift = storage.as_ptr().align_offset(4096);
+        storage[shift..shift + batch_bytes].fill(7);
+        Ok(RawWriter {
+            file,
+            path,
+            file_len,
+            storage,
+            shift,
+            batch_bytes,
+            entry_bytes,
+            offset: 0,
+        })
+    }
+
+    /// Writes and syncs batches for `slice`, adding to `run`.
+    fn run_for(&mut self, slice: Duration, run: &mut Run) -> anyhow::Result<()> {
+        let buf = &self.storage[self.shift..self.shift + self.batch_bytes];
+        let started = Instant::now();
+        while started.elapsed() < slice {
+            if self.offset + self.batch_bytes as u64 > self.file_len {
+                self.offset = 0;
+            }
+            self.file.write_all_at(buf, self.offset)?;
+            self.file.sync_data()?;
+            self.offset += self.batch_bytes as u64;
+            run.bytes += self.batch_bytes as u64;
+            run.entries += (self.batch_bytes / (self.entry_bytes + 4)) as u64;
+            run.syncs += 1;
+        }
+        run.elapsed += started.elapsed();
+        Ok(())
+    }
+
+    fn remove(self) -> anyhow::Result<()> {
+        drop(self.file);
+        std::fs::remove_file(&self.path)?;
+        Ok(())
+    }
+}
+
+/// The WAL, driven one sync per batch or with submissions in flight.
+struct WalWriter {
+    wal: Wal,
+    dir: PathBuf,
+    maker: BatchMaker,
+    batch: WriteBatch,
+    batch_bytes: usize,
+    compacted_at_rotation: u64,
+}
+
+impl WalWriter {
+    fn new(dir: &Path, batch_bytes: usize, entry_bytes: usize) -> anyhow::Result<WalWriter> {
+        let dir = dir.join("wal");
+        let (wal, _) = Wal::open(&dir, WalOptions::default())?;
+        let mut writer = WalWriter {
+            wal,
+            dir,
+            maker: BatchMaker::new(64, entry_bytes),
+            batch: WriteBatch::new(),
+            batch_bytes,
+            compacted_at_rotation: 0,
+        };
+        writer.warm_up()?;
+        Ok(writer)
+    }
+
+    /// Appends, untimed, until the log has collected enough segments that every later one
+    /// is recycled rather than written from scratch: the steady state of a log that has
+    /// run for a while, as the raw baseline's file is written ahead.
+    fn warm_up(&mut self) -> anyhow::Result<()> {
+        let target = WalOptions::default().recycle_segments_max as u64 + 1;
+        let mut ignored = Run::default();
+        while self.wal.stats().rotations < target {
+            self.run_for(Duration::from_millis(100), true, &mut ignored)?;
+        }
+        Ok(())
+    }
+
+    /// Appends batches for `slice` (building them is timed apart and left out: it is the
+    /// caller's work, as the raw baseline's buffer is ready-made), adding to `run`. A
+    /// pipelined slice ends by waiting until everything it submitted is durable.
+    fn run_for(&mut self, slice: Duration, pipelined: bool, run: &mut Run) -> anyhow::Result<()> {
+        let before = self.wal.stats();
+        let started = Instant::now();
+        let mut building = Duration::ZERO;
+        while started.elapsed() - building < slice {
+            let build_started = Instant::now();
+            self.maker.fill(&mut self.batch, self.batch_bytes);
+            building += build_started.elapsed();
+            if pipelined {
+                self.wal.submit(&self.batch)?;
+                self.wal.poll()?;
+            } else {
+                self.wal.append_durable(&self.batch)?;
+            }
+            run.bytes += self.batch.body_bytes() as u64;
+            run.entries += self.batch.entry_count() as u64;
+            // Keep the log from growing without end: once per new segment, compact what
+            // was written and collect the segments it frees (as Raft snapshots would).
+            let rotations = self.wal.stats().rotations;
+            if rotations > self.compacted_at_rotation {
+                self.compacted_at_rotation = rotations;
+                compact_all(&mut self.wal)?;
+            }
+        }
+        self.wal.wait_durable(self.wal.submitted_lsn())?;
+        run.elapsed += started.elapsed() - building;
+        let after = self.wal.stats();
+        run.syncs += after.syncs - before.syncs;
+        run.segments_created += (after.rotations - before.rotations)
+            - (after.segments_recycled - before.segments_recycled);
+        Ok(())
+    }
+
+    fn remove(self) -> anyhow::Result<()> {
+        drop(self.wal);
+        std::fs::remove_dir_all(&self.dir)?;
+        Ok(())
+    }
+}
+
+/// One round: raw, wal and pipelined alternate in slices of `slice` until each ran for
+/// `seconds`, so that a slow spell of the shared disk falls on all three alike.
+fn round(
     dir: &Path,
     batch_bytes: usize,
     entry_bytes: usize,
     seconds: f64,
-    pipelined: bool,
-) -> anyhow::Result<Run> {
-    let log_dir = dir.join("wal");
-    let (mut wal, _) = Wal::open(&log_dir, WalOptions::default())?;
-    let mut maker = BatchMaker::new(64, entry_bytes);
-    let mut batch = WriteBatch::new();
-    let started = Instant::now();
-    let mut run = Run::default();
-    // Building batches is the caller's work (the engine builds them from Raft's output);
-    // it is timed apart and left out, as the raw baseline's buffers are ready-made too.
-    let mut building = Duration::ZERO;
-    let mut compacted_at_rotation = 0;
-    while (started.elapsed() - building).as_secs_f64() < seconds {
-        let build_started = Instant::now();
-        maker.fill(&mut batch, batch_bytes);
-        building += build_started.elapsed();
-        if pipelined {
-            wal.submit(&batch)?;
-            wal.poll()?;
-        } else {
-            wal.append_durable(&batch)?;
-        }
-        run.bytes += batch.body_bytes() as u64;
-        run.entries += batch.entry_count() as u64;
-        // Keep the log from growing without end: once per new segment, compact what was
-        // written and collect the segments it frees (as Raft snapshots would).
-        let rotations = wal.stats().rotations;
-        if rotations > compacted_at_rotation {
-            compacted_at_rotation = rotations;
-            compact_all(&mut wal)?;
-        }
+    slice: Duration,
+) -> anyhow::Result<[Run; 3]> {
+    let mut raw_writer = RawWriter::new(dir, batch_bytes, entry_bytes)?;
+    let mut wal_writer = WalWriter::new(dir, batch_bytes, entry_bytes)?;
+    let mut runs: [Run; 3] = Default::default();
+    let target = Duration::from_secs_f64(seconds);
+    while runs.iter().any(|run| run.elapsed < target) {
+        raw_writer.run_for(slice, &mut runs[0])?;
+        wal_writer.run_for(slice, false, &mut runs[1])?;
+        wal_writer.run_for(slice, true, &mut runs[2])?;
     }
-    wal.wait_durable(wal.submitted_lsn())?;
-    run.elapsed = started.elapsed() - building;
-    run.syncs = wal.stats().syncs;
-    drop(wal);
-    std::fs::remove_dir_all(&log_dir)?;
-    Ok(run)
+    raw_writer.remove()?;
+    wal_writer.remove()?;
+    Ok(runs)
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
@@ -254,11 +357,12 @@ fn main() -> anyhow::Result<()> {
             temp.path().to_path_buf()
         }
     };
+    let slice = Duration::from_secs_f64(args.slice_ms / 1e3);
     if !args.only_recovery {
         println!(
-            "| entry | batch | raw MB/s | wal MB/s | wal/raw | wal/raw range | wal entries/s | pipelined MB/s | pipelined/raw | pipelined entries/s | batches per sync |"
+            "| entry | batch | raw MB/s | wal MB/s | wal/raw | wal/raw range | wal entries/s | pipelined MB/s | pipelined/raw | pipelined entries/s | batches per sync | segments created |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for entry_bytes in [16usize, 256, 4096] {
             for batch_bytes in [4usize << 10, 64 << 10, 1 << 20] {
                 if args.entry.is_some_and(|e| e != entry_bytes)
@@ -267,10 +371,11 @@ fn main() -> anyhow::Result<()> {
                     continue;
                 }
                 let mut rounds = Vec::new();
+                let mut segments_created = 0;
                 for _ in 0..args.rounds.max(1) {
-                    let raw = raw(&dir, batch_bytes, entry_bytes, args.seconds)?;
-                    let wal_run = wal(&dir, batch_bytes, entry_bytes, args.seconds, false)?;
-                    let piped = wal(&dir, batch_bytes, entry_bytes, args.seconds, true)?;
+                    let [raw, wal_run, piped] =
+                        round(&dir, batch_bytes, entry_bytes, args.seconds, slice)?;
+                    segments_created += wal_run.segments_created + piped.segments_created;
                     let batches = piped.bytes as f64 / batch_bytes as f64;
                     rounds.push([
                         raw.mb_per_sec(),
@@ -288,7 +393,7 @@ fn main() -> anyhow::Result<()> {
                 let lowest = ratios.clone().fold(f64::INFINITY, f64::min);
                 let highest = ratios.fold(0.0, f64::max);
                 println!(
-                    "| {entry_bytes} B | {} KiB | {:.1} | {:.1} | {:.2} | {lowest:.2}–{highest:.2} | {:.0} | {:.1} | {:.2} | {:.0} | {:.2} |",
+                    "| {entry_bytes} B | {} KiB | {:.1} | {:.1} | {:.2} | {lowest:.2}–{highest:.2} | {:.0} | {:.1} | {:.2} | {:.0} | {:.2} | {segments_created} |",
                     batch_bytes >> 10,
                     column(0),
                     column(1),
