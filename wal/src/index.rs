@@ -24,8 +24,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::format::{Chunk, DecodeError, ENTRY_HEADER_BYTES, Op};
+use crate::format::{Chunk, DecodeError, Op};
 use crate::ids::{GroupId, HardState, LogIndex, SegmentId, Term};
+
+mod slots;
+
+use slots::Slots;
 
 /// Where one entry's payload lies. Its length is the u32 in the 4 bytes before it (the
 /// entry's length field in the record), read with the payload.
@@ -35,87 +39,6 @@ pub(crate) struct EntryLoc {
     pub(crate) segment: SegmentId,
     /// Offset of the payload in the segment file.
     pub(crate) offset: u32,
-}
-
-/// Where one entry's payload lies in its segment (the segment and term are in the mark
-/// of the run it belongs to; the length precedes the payload in the file).
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    offset: u32,
-}
-
-/// [`ENTRY_HEADER_BYTES`] as a file offset.
-const ENTRY_HEADER_U32: u32 = 4;
-const _: () = assert!(ENTRY_HEADER_U32 as usize == ENTRY_HEADER_BYTES);
-
-/// A group's slots, oldest first: a vector whose front is dropped lazily, so that
-/// appending is a plain vector push and dropping compacted entries costs amortized O(1)
-/// each (the dead front is reclaimed once it is as long as the live part).
-#[derive(Default)]
-struct Slots {
-    all: Vec<Slot>,
-    /// Slots before this one are dropped.
-    head: usize,
-}
-
-impl Slots {
-    fn len(&self) -> usize {
-        self.all.len() - self.head
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn get(&self, at: usize) -> Option<&Slot> {
-        self.all.get(self.head.checked_add(at)?)
-    }
-
-    /// Appends one slot (the log appends whole runs, with `push_run`).
-    #[cfg(test)]
-    fn push(&mut self, slot: Slot) {
-        self.all.push(slot);
-    }
-
-    fn keep_first(&mut self, keep: usize) {
-        self.all.truncate(self.head.saturating_add(keep));
-    }
-
-    fn clear(&mut self) {
-        self.all.clear();
-        self.head = 0;
-    }
-
-    fn drop_first(&mut self, count: usize) {
-        self.head += count.min(self.len());
-        if self.head >= self.len() {
-            self.all.drain(..self.head);
-            self.head = 0;
-        }
-    }
-
-    /// Appends the slots of an entries run: `entries` holds `count` times a u32 length and
-    /// that many payload bytes, and its first byte lies at file offset `entries_offset`.
-    fn push_run(&mut self, entries: &[u8], count: u32, entries_offset: u32) {
-        self.all.reserve(count as usize);
-        let mut rest = entries;
-        // The file offset of the next entry's length field. Inside the run, which lies
-        // inside the segment (offsets fit in u32): no overflow.
-        let mut next = entries_offset;
-        for _ in 0..count {
-            let (len, after) = rest
-                .split_first_chunk::<ENTRY_HEADER_BYTES>()
-                .expect("a run's bytes hold its entries");
-            let len = u32::from_le_bytes(*len);
-            let offset = next + ENTRY_HEADER_U32;
-            next = offset + len;
-            self.all.push(Slot { offset });
-            rest = after
-                .get(len as usize..)
-                .expect("a run's bytes hold its entries");
-        }
-        assert!(rest.is_empty(), "a run's bytes hold exactly its entries");
-    }
 }
 
 /// From `first_index` up to the next mark, a group's entries have this term and lie in
@@ -622,81 +545,5 @@ fn op_group(op: &Op<'_>) -> GroupId {
         | Op::Truncate { group, .. }
         | Op::Compact { group, .. }
         | Op::DropGroup { group } => group,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn slot(n: u32) -> Slot {
-        Slot { offset: n }
-    }
-
-    fn live(slots: &Slots) -> Vec<u32> {
-        (0..slots.len())
-            .map(|k| slots.get(k).expect("live").offset)
-            .collect()
-    }
-
-    #[test]
-    fn slots_drop_their_front_lazily_and_keep_the_rest_in_order() {
-        let mut slots = Slots::default();
-        for n in 0..10 {
-            slots.push(slot(n));
-        }
-        slots.drop_first(3);
-        assert_eq!(live(&slots), (3..10).collect::<Vec<_>>());
-        assert_eq!(
-            slots.head, 3,
-            "a short dead front stays until it pays to move"
-        );
-        slots.drop_first(3);
-        assert_eq!(live(&slots), vec![6, 7, 8, 9]);
-        assert_eq!(
-            slots.head, 0,
-            "a dead front as long as the rest is reclaimed"
-        );
-        slots.keep_first(2);
-        assert_eq!(live(&slots), vec![6, 7]);
-        slots.drop_first(5);
-        assert!(slots.is_empty());
-        assert_eq!(slots.get(0).map(|s| s.offset), None);
-    }
-
-    #[test]
-    fn a_run_pushes_one_slot_per_entry_at_its_payload() {
-        let mut batch = crate::WriteBatch::new();
-        batch.add_entry(GroupId(1), LogIndex(1), Term(1), b"ab");
-        batch.add_entry(GroupId(1), LogIndex(2), Term(1), b"");
-        batch.add_entry(GroupId(1), LogIndex(3), Term(1), b"xyz");
-        let Some(Ok(Chunk::Run {
-            count,
-            offset,
-            entries,
-            ..
-        })) = crate::format::BodyReader::chunks(batch.body()).next()
-        else {
-            panic!("one entries run");
-        };
-        let mut slots = Slots::default();
-        let base = 1000;
-        let offset = u32::try_from(offset).expect("a small body");
-        slots.push_run(entries, count, base + offset);
-        let found: Vec<u32> = (0..slots.len())
-            .map(|k| slots.get(k).map(|s| s.offset).expect("live"))
-            .collect();
-        let first = base + offset + 4;
-        assert_eq!(found, vec![first, first + 2 + 4, first + 2 + 4 + 4]);
-        // The length is the field right before each payload.
-        let body = batch.body();
-        let payload = |at: u32| {
-            let at = (at - base) as usize;
-            let len = u32::from_le_bytes(body[at - 4..at].try_into().expect("4 bytes"));
-            body[at..at + len as usize].to_vec()
-        };
-        assert_eq!(payload(found[1]), b"");
-        assert_eq!(payload(found[0]), b"ab");
-        assert_eq!(payload(found[2]), b"xyz");
     }
 }
