@@ -22,6 +22,8 @@ pub struct WriteBatch {
     run_ends: Vec<usize>,
     entry_count: usize,
     payload_bytes: usize,
+    /// True once a truncation, compaction or group drop was added.
+    restructures: bool,
 }
 
 /// The entries run being extended.
@@ -46,6 +48,7 @@ impl WriteBatch {
         self.run_ends.clear();
         self.entry_count = 0;
         self.payload_bytes = 0;
+        self.restructures = false;
     }
 
     /// True when nothing was added.
@@ -72,6 +75,12 @@ impl WriteBatch {
     /// its header).
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// True when the batch holds only entries and hard states, which the log checks and
+    /// indexes in one pass.
+    pub(crate) fn appends_only(&self) -> bool {
+        !self.restructures
     }
 
     /// Where each entries run of the body ends, but the last one when it ends the body.
@@ -146,6 +155,7 @@ impl WriteBatch {
     /// logical record: nothing already written is rewritten.
     pub fn truncate(&mut self, group: GroupId, from: LogIndex) {
         self.close_run();
+        self.restructures = true;
         format::encode::truncate(&mut self.body, group, from);
     }
 
@@ -153,12 +163,14 @@ impl WriteBatch {
     /// every group has compacted past a segment's entries, the segment can be deleted.
     pub fn compact(&mut self, group: GroupId, through: LogIndex) {
         self.close_run();
+        self.restructures = true;
         format::encode::compact(&mut self.body, group, through);
     }
 
     /// Removes everything of `group`: its entries, hard state and compaction mark.
     pub fn drop_group(&mut self, group: GroupId) {
         self.close_run();
+        self.restructures = true;
         format::encode::drop_group(&mut self.body, group);
     }
 

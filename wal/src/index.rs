@@ -1,9 +1,12 @@
 //! The in-memory index: for every group, where each live entry lies and what state the log
 //! holds for it (hard state, compaction mark).
 //!
-//! The index is rebuilt by recovery and updated by every submitted batch, through the same
-//! [`LogIndexMap::apply_all`]. [`LogIndexMap::check`] validates a batch before it is written, so
-//! that an invalid batch changes neither the file nor the index.
+//! The index is rebuilt by recovery and updated by every submitted batch. Recovery and
+//! batches that truncate, compact or drop a group go through [`LogIndexMap::apply_all`],
+//! after [`LogIndexMap::check`] validated the whole batch before it was written. Batches of
+//! appends only (entries and hard states, most of them) are checked and applied in one
+//! pass with an undo log (`appends`). Either way an invalid batch changes neither the file
+//! nor the index.
 //!
 //! A group's entries cost 4 bytes each (where the payload lies in its segment; its length
 //! is the entry's length field just before it in the file); their term and segment are
@@ -27,6 +30,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::format::{Chunk, DecodeError, Op};
 use crate::ids::{GroupId, HardState, LogIndex, SegmentId, Term};
 
+mod appends;
 mod slots;
 
 use slots::Slots;
@@ -259,6 +263,8 @@ pub(crate) struct LogIndexMap {
     groups: GroupMap<GroupLog>,
     /// `check`'s scratch map, kept to reuse its allocation.
     touched: GroupMap<(LogIndex, LogIndex)>,
+    /// What the last one-pass batch changed (see `appends`).
+    undo: Vec<appends::UndoStep>,
 }
 
 /// How a batch breaks the log's rules.
@@ -300,10 +306,7 @@ impl LogIndexMap {
         let mut current: Option<(GroupId, &mut (LogIndex, LogIndex))> = None;
         for chunk in chunks {
             // A batch the decoder refuses (an index 0, a run that overflows) is invalid.
-            let chunk = chunk.map_err(|e| Invalid {
-                group: current.as_ref().map_or(GroupId(0), |(g, _)| *g),
-                reason: format!("the batch does not decode: {e}"),
-            })?;
+            let chunk = chunk.map_err(|e| undecodable(current.as_ref().map(|(g, _)| *g), &e))?;
             let group = chunk_group(&chunk);
             if current.as_ref().is_none_or(|(g, _)| *g != group) {
                 let state = touched.entry(group).or_insert_with(|| {
@@ -320,25 +323,7 @@ impl LogIndexMap {
                 Chunk::Run {
                     first_index, count, ..
                 } => {
-                    if first_index != last.next() {
-                        return Err(Invalid {
-                            group,
-                            reason: format!(
-                                "entry index {first_index} does not follow the last index \
-                                 {last} (truncate first to overwrite)"
-                            ),
-                        });
-                    }
-                    // The decoder refused runs whose indices overflow, so this is at most
-                    // u64::MAX; that one index is refused (its successor does not exist).
-                    let run_last = LogIndex(first_index.0 + u64::from(count) - 1);
-                    if run_last.0 == u64::MAX {
-                        return Err(Invalid {
-                            group,
-                            reason: "entry index u64::MAX".to_string(),
-                        });
-                    }
-                    *last = run_last;
+                    *last = run_follows(group, *last, first_index, count)?;
                     continue;
                 }
                 Chunk::Op(op) => op,
@@ -529,6 +514,40 @@ fn start_entry(
         log.first_index = index;
     }
     Ok(log)
+}
+
+/// Checks that an entries run of `count` entries from `first_index` continues `group`'s
+/// log, whose last index is `last`; returns the run's last index.
+///
+/// This keeps the first invariant (module docs): a group's live entries are contiguous,
+/// so an entry is found at exactly the index it was appended at, which Raft's Log Matching
+/// rests on.
+fn run_follows(
+    group: GroupId,
+    last: LogIndex,
+    first_index: LogIndex,
+    count: u32,
+) -> Result<LogIndex, Invalid> {
+    if first_index != last.next() {
+        return Err(Invalid {
+            group,
+            reason: format!(
+                "entry index {first_index} does not follow the last index {last} (truncate \
+                 first to overwrite)"
+            ),
+        });
+    }
+    // The decoder refused runs whose next index would overflow (so index u64::MAX, which
+    // has no successor, is never appended): no overflow here.
+    Ok(LogIndex(first_index.0 + u64::from(count) - 1))
+}
+
+/// The invalidity of a batch the decoder refuses, found while at `group`'s operations.
+fn undecodable(group: Option<GroupId>, error: &DecodeError) -> Invalid {
+    Invalid {
+        group: group.unwrap_or(GroupId(0)),
+        reason: format!("the batch does not decode: {error}"),
+    }
 }
 
 fn chunk_group(chunk: &Chunk<'_>) -> GroupId {

@@ -35,7 +35,7 @@ use crate::format::{
     self, BodyReader, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
 };
 use crate::ids::{GroupId, LogIndex, Lsn, SegmentId, Term};
-use crate::index::{EntryLoc, GroupState, LogIndexMap, Mode};
+use crate::index::{EntryLoc, GroupState, Invalid, LogIndexMap, Mode};
 use crate::io::uring::UringWriter;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, Segment};
@@ -281,15 +281,26 @@ impl Wal {
                 limit: self.record_bytes_max(),
             });
         }
-        self.index
-            .check(BodyReader::batch_chunks(body, batch.run_ends()))
-            .map_err(|invalid| AppendError::InvalidBatch {
-                group: invalid.group,
-                reason: invalid.reason,
-            })?;
-
-        if self.write_offset + record_bytes > self.active_segment().size_bytes {
-            self.rotate()?;
+        let invalid_batch = |invalid: Invalid| AppendError::InvalidBatch {
+            group: invalid.group,
+            reason: invalid.reason,
+        };
+        let chunks = || BodyReader::batch_chunks(body, batch.run_ends());
+        let body_offset = |file_offset: u64| file_offset + RECORD_HEADER_BYTES as u64;
+        let rotates = self.write_offset + record_bytes > self.active_segment().size_bytes;
+        // A batch of appends written to the active segment is checked and indexed in one
+        // pass (taken back if its record is not written); any other batch is checked whole
+        // before anything changes, and indexed once written.
+        let one_pass = batch.appends_only() && !rotates;
+        if one_pass {
+            self.index
+                .check_apply_appends(chunks(), self.active, body_offset(self.write_offset))
+                .map_err(invalid_batch)?;
+        } else {
+            self.index.check(chunks()).map_err(invalid_batch)?;
+            if rotates {
+                self.rotate()?;
+            }
         }
         let lsn = self.writer.submitted().next();
         let synced_through = self.writer.durable();
@@ -314,20 +325,25 @@ impl Wal {
                 .write(fd, self.active, file_offset, lsn, len, fill)
         };
         if let Err(e) = result {
+            if one_pass {
+                // The index must not name entries the file does not hold.
+                self.index.undo_appends();
+            }
             return Err(self.stop(e));
         }
-
-        let body_offset = file_offset + RECORD_HEADER_BYTES as u64;
-        if let Err(invalid) = self.index.apply_all(
-            BodyReader::batch_chunks(body, batch.run_ends()),
-            self.active,
-            body_offset,
-            Mode::Submit,
-        ) {
-            panic!(
-                "a checked batch applies: group {}: {}",
-                invalid.group, invalid.reason
+        if !one_pass {
+            let applied = self.index.apply_all(
+                chunks(),
+                self.active,
+                body_offset(file_offset),
+                Mode::Submit,
             );
+            if let Err(invalid) = applied {
+                panic!(
+                    "a checked batch applies: group {}: {}",
+                    invalid.group, invalid.reason
+                );
+            }
         }
         self.write_offset += record_bytes;
         self.stats.records += 1;

@@ -1,6 +1,6 @@
 //! Model test: random appends, truncations, compactions, hard states, group drops, garbage
-//! collections and reopens for many groups, with every read checked against a plain
-//! in-memory model. Seeds are fixed; `WAL_MODEL_SEEDS=N` runs more.
+//! collections and reopens for many groups, and batches refused for a gap, with every read
+//! checked against a plain in-memory model. Seeds are fixed; `WAL_MODEL_SEEDS=N` runs more.
 
 #![allow(
     clippy::unwrap_used,
@@ -109,6 +109,13 @@ fn random_op(rng: &mut Rng, batch: &mut WriteBatch, model: &mut Model) {
     }
 }
 
+/// Adds an entry one index past where `model` says a group's log continues.
+fn add_gap(rng: &mut Rng, batch: &mut WriteBatch, model: &Model) {
+    let group = GroupId(rng.range(1, GROUPS + 1));
+    let last = model.get(&group).map_or(0, ModelGroup::last);
+    batch.add_entry(group, LogIndex(last + 2), Term(1), b"gap");
+}
+
 fn check(wal: &Wal, model: &Model, context: &str) {
     for g in 1..=GROUPS {
         let group = GroupId(g);
@@ -193,13 +200,21 @@ fn run_seed(seed: u64, dir: &Path) -> u64 {
             0..=84 => {
                 let mut batch = WriteBatch::new();
                 let mut next = model.clone();
-                for _ in 0..rng.range(1, 8) {
+                let ops = rng.range(1, 8);
+                // Now and then one operation leaves a gap, and the whole batch is refused.
+                let gap_at = rng.chance(15).then(|| rng.range(0, ops));
+                for op in 0..ops {
+                    if gap_at == Some(op) {
+                        add_gap(&mut rng, &mut batch, &next);
+                    }
                     random_op(&mut rng, &mut batch, &mut next);
                 }
                 match wal.submit(&batch) {
-                    Ok(_) => model = next,
+                    Ok(_) if gap_at.is_none() => model = next,
+                    Ok(_) => panic!("{context}: a batch with a gap was taken"),
                     // Refused whole: the model stays as it was, and `check` proves the log did.
                     Err(AppendError::TooLarge { .. }) => {}
+                    Err(AppendError::InvalidBatch { .. }) if gap_at.is_some() => {}
                     Err(e) => panic!("{context}: {e}"),
                 }
                 if rng.chance(30) {
