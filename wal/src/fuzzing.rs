@@ -5,10 +5,11 @@
 //! the corpus replay test drive the same code.
 
 use crate::format::{
-    BodyReader, Chunk, ENTRY_HEADER_BYTES, Op, RECORD_HEADER_BYTES, RecordHeader, SegmentHeader,
-    decode_record,
+    BodyReader, Chunk, ENTRY_HEADER_BYTES, Op, RECORD_HEADER_BYTES, RecordHeader,
+    SEGMENT_HEADER_BYTES, SegmentHeader, decode_record,
 };
-use crate::ids::Lsn;
+use crate::ids::{Lsn, SegmentId};
+use crate::index::{Invalid, LogIndexMap, Mode};
 
 /// Runs the segment-header, record and body decoders over `data`, and the record decoder
 /// again over a record that wraps `data` as its body with a correct crc (random bytes
@@ -22,6 +23,8 @@ pub fn decode_any(data: &[u8]) -> usize {
     let _header = SegmentHeader::decode(data);
     if let Ok(Some((header, ops))) = decode_record(data) {
         check_ops(&ops, header.body_len as usize);
+        let body_end = RECORD_HEADER_BYTES + header.body_len as usize;
+        check_one_pass_agrees(&data[RECORD_HEADER_BYTES..body_end]);
         decoded += ops.len();
     }
     let mut ops = Vec::new();
@@ -40,6 +43,7 @@ pub fn decode_any(data: &[u8]) -> usize {
     }
     check_ops(&ops, data.len());
     check_chunks_agree(data, &ops);
+    check_one_pass_agrees(data);
     decoded += ops.len();
 
     if data.len() <= u32::MAX as usize - RECORD_HEADER_BYTES {
@@ -111,6 +115,42 @@ fn check_chunks_agree(data: &[u8], ops: &[Op<'_>]) {
             flattened,
             ops[..flattened.len()],
             "the readers differ before the error"
+        );
+    }
+}
+
+/// For a body of appends only (entries runs and hard states, up to a decoding error if
+/// any), checking and applying in one pass must do exactly what checking and then applying
+/// does: the same verdict, the same error, the same index. Applied twice, so that the
+/// second time (its runs no longer continue the logs) exercises taking back what a refused
+/// batch applied.
+fn check_one_pass_agrees(data: &[u8]) {
+    let appends_only = BodyReader::chunks(data)
+        .map_while(Result::ok)
+        .all(|chunk| matches!(chunk, Chunk::Run { .. } | Chunk::Op(Op::HardState { .. })));
+    // Entry offsets in the index are u32 file offsets.
+    if !appends_only || data.len() > (u32::MAX >> 1) as usize {
+        return;
+    }
+    let body_offset = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES as u64;
+    let mut two_pass = LogIndexMap::default();
+    let mut one_pass = LogIndexMap::default();
+    for segment in [SegmentId(1), SegmentId(2)] {
+        let checked = two_pass.check(BodyReader::chunks(data)).and_then(|()| {
+            two_pass.apply_all(BodyReader::chunks(data), segment, body_offset, Mode::Submit)
+        });
+        let applied = one_pass.check_apply_appends(BodyReader::chunks(data), segment, body_offset);
+        let reason = |verdict: &Result<(), Invalid>| {
+            verdict
+                .as_ref()
+                .err()
+                .map(|invalid| (invalid.group, invalid.reason.clone()))
+        };
+        assert_eq!(reason(&applied), reason(&checked), "the verdicts differ");
+        assert_eq!(
+            one_pass.describe(),
+            two_pass.describe(),
+            "the indexes differ"
         );
     }
 }

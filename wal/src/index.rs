@@ -282,6 +282,27 @@ impl LogIndexMap {
         self.groups.iter().map(|(id, log)| (*id, log))
     }
 
+    /// Everything the index holds, one line per group in group order: for tests that
+    /// compare two indexes, or an index before and after.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        let mut groups: Vec<(GroupId, String)> = self
+            .groups()
+            .map(|(id, log)| {
+                let state = log.state();
+                let entries: Vec<_> = (state.first_index.0..=state.last_index.0)
+                    .map(|index| log.entry(LogIndex(index)))
+                    .collect();
+                let line = format!(
+                    "{id}: {state:?} first {} marks {:?} entries {entries:?} segments {:?} {:?}",
+                    log.first_index, log.marks, log.hard_state_segment, log.compact_segment
+                );
+                (id, line)
+            })
+            .collect();
+        groups.sort_by_key(|(id, _)| *id);
+        groups.into_iter().map(|(_, line)| line).collect()
+    }
+
     /// Checks that the operations of a batch, applied in order, decode and keep every
     /// group's log contiguous, without changing anything.
     pub(crate) fn check<'a>(

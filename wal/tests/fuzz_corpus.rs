@@ -49,6 +49,21 @@ fn seeds() -> Vec<Vec<u8>> {
     mixed.compact(GroupId(3), LogIndex(1));
     mixed.drop_group(GroupId(1));
     batches.push(mixed);
+    // Appends only: indexed in one pass, and applied a second time (which the first run
+    // refuses after the hard state took effect) to exercise taking a batch back.
+    let mut appends = WriteBatch::new();
+    let hard_state = HardState {
+        term: Term(2),
+        vote: 3,
+        commit: LogIndex(1),
+    };
+    appends.set_hard_state(GroupId(5), hard_state);
+    for index in 1..4 {
+        appends.add_entry(GroupId(1), LogIndex(index), Term(2), b"abc");
+    }
+    appends.set_hard_state(GroupId(1), hard_state);
+    appends.add_entry(GroupId(2), LogIndex(1), Term(1), b"d");
+    batches.push(appends);
     let mut empty_payloads = WriteBatch::new();
     for index in 1..20 {
         empty_payloads.add_entry(GroupId(9), LogIndex(index), Term(1), b"");

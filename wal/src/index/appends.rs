@@ -163,23 +163,8 @@ mod tests {
     use crate::format::BodyReader;
     use crate::ids::Term;
 
-    /// Everything the index holds, in a comparable form.
     fn snapshot(map: &LogIndexMap) -> Vec<String> {
-        let mut groups: Vec<String> = map
-            .groups()
-            .map(|(id, log)| {
-                let state = log.state();
-                let entries: Vec<_> = (state.first_index.0..=state.last_index.0)
-                    .map(|index| log.entry(LogIndex(index)))
-                    .collect();
-                format!(
-                    "{id}: {state:?} first {} marks {:?} entries {entries:?} segments {:?} {:?}",
-                    log.first_index, log.marks, log.hard_state_segment, log.compact_segment
-                )
-            })
-            .collect();
-        groups.sort();
-        groups
+        map.describe()
     }
 
     fn apply(map: &mut LogIndexMap, batch: &WriteBatch, segment: u64) -> Result<(), Invalid> {
