@@ -96,19 +96,34 @@ impl GroupLog {
         !self.slots.is_empty()
     }
 
-    /// Makes sure entries appended from `index` on are marked with `term` and `segment`.
-    fn start_run(&mut self, index: LogIndex, term: Term, segment: SegmentId) {
+    /// Appends an entries run that continues this log (the caller checked that it does):
+    /// `count` entries from `first_index`, of `term`, whose bytes `entries` lie at file
+    /// offset `entries_offset` of `segment`.
+    fn append_run(
+        &mut self,
+        first_index: LogIndex,
+        term: Term,
+        segment: SegmentId,
+        entries_offset: u64,
+        count: u32,
+        entries: &[u8],
+    ) {
+        if !self.has_entries() {
+            self.first_index = first_index;
+        }
         let same_run = self
             .marks
             .back()
             .is_some_and(|mark| mark.term == term && mark.segment == segment);
         if !same_run {
             self.marks.push_back(RunMark {
-                first_index: index,
+                first_index,
                 term,
                 segment,
             });
         }
+        let entries_offset = u32::try_from(entries_offset).expect("segment offsets fit in u32");
+        self.slots.push_run(entries, count, entries_offset);
     }
 
     /// Keeps the first `keep` live entries.
@@ -414,10 +429,8 @@ impl LogIndexMap {
                     entries,
                 } => {
                     let log = start_entry(&mut self.groups, group, first_index, mode)?;
-                    log.start_run(first_index, term, segment);
-                    let entries_offset = u32::try_from(body_offset + offset as u64)
-                        .expect("segment offsets fit in u32");
-                    log.slots.push_run(entries, count, entries_offset);
+                    let entries_offset = body_offset + offset as u64;
+                    log.append_run(first_index, term, segment, entries_offset, count, entries);
                 }
             }
         }
@@ -505,7 +518,7 @@ impl LogIndexMap {
 }
 
 /// Checks that an entry at `index` may be appended to `group`'s log and returns the log,
-/// ready for the push.
+/// ready for `append_run`.
 fn start_entry(
     groups: &mut GroupMap<GroupLog>,
     group: GroupId,
@@ -530,9 +543,6 @@ fn start_entry(
                 reason: format!("entry index {index}, expected {expected}"),
             });
         }
-    }
-    if !log.has_entries() {
-        log.first_index = index;
     }
     Ok(log)
 }

@@ -129,13 +129,8 @@ impl LogIndexMap {
                         len: log.slots.len(),
                         marks: log.marks.len(),
                     });
-                    if !log.has_entries() {
-                        log.first_index = first_index;
-                    }
-                    log.start_run(first_index, term, segment);
-                    let entries_offset = u32::try_from(body_offset + offset as u64)
-                        .expect("segment offsets fit in u32");
-                    log.slots.push_run(entries, count, entries_offset);
+                    let entries_offset = body_offset + offset as u64;
+                    log.append_run(first_index, term, segment, entries_offset, count, entries);
                     if cfg!(debug_assertions) {
                         log.check_invariants();
                     }
