@@ -7,8 +7,8 @@
 //! order, so the index is exactly as it was: the same contract as check-then-apply, with
 //! each run decoded and its group looked up once instead of twice.
 //!
-//! The undo log of the last successful pass is kept until the next one, so that the log
-//! can take the batch back if its record cannot be written.
+//! The undo log of a successful pass is kept until the log knows whether the batch's
+//! record was written: then it either takes the batch back or keeps it.
 
 use std::collections::hash_map::Entry;
 
@@ -59,6 +59,12 @@ impl LogIndexMap {
             self.undo_appends();
         }
         verdict
+    }
+
+    /// Keeps what the last successful [`LogIndexMap::check_apply_appends`] applied (its
+    /// record was written): its undo log is dropped, so no later call can take it back.
+    pub(crate) fn keep_appends(&mut self) {
+        self.undo.clear();
     }
 
     /// Takes back what the last successful [`LogIndexMap::check_apply_appends`] applied
