@@ -4,11 +4,12 @@
 //! **Boundary:** nothing here writes files or keeps state; it exists so that `fuzz/` and
 //! the corpus replay test drive the same code.
 
+use crate::batch::WriteBatch;
 use crate::format::{
     BodyReader, Chunk, ENTRY_HEADER_BYTES, Op, RECORD_HEADER_BYTES, RecordHeader,
     SEGMENT_HEADER_BYTES, SegmentHeader, decode_record,
 };
-use crate::ids::{Lsn, SegmentId};
+use crate::ids::{GroupId, LogIndex, Lsn, SegmentId, Term};
 use crate::index::{Invalid, LogIndexMap, Mode};
 
 /// Runs the segment-header, record and body decoders over `data`, and the record decoder
@@ -121,9 +122,10 @@ fn check_chunks_agree(data: &[u8], ops: &[Op<'_>]) {
 
 /// For a body of appends only (entries runs and hard states, up to a decoding error if
 /// any), checking and applying in one pass must do exactly what checking and then applying
-/// does: the same verdict, the same error, the same index. Applied twice, so that the
-/// second time (its runs no longer continue the logs) exercises taking back what a refused
-/// batch applied.
+/// does: the same verdict, the same error, the same index. Done on an empty index and on
+/// one whose groups hold entries behind a compaction mark (groups 1 to 4, entries 4 to
+/// 10), and each time applied twice, so that the second time (its runs no longer continue
+/// the logs) exercises taking back what a refused batch applied.
 fn check_one_pass_agrees(data: &[u8]) {
     let appends_only = BodyReader::chunks(data)
         .map_while(Result::ok)
@@ -133,25 +135,44 @@ fn check_one_pass_agrees(data: &[u8]) {
         return;
     }
     let body_offset = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES as u64;
-    let mut two_pass = LogIndexMap::default();
-    let mut one_pass = LogIndexMap::default();
-    for segment in [SegmentId(1), SegmentId(2)] {
-        let checked = two_pass.check(BodyReader::chunks(data)).and_then(|()| {
-            two_pass.apply_all(BodyReader::chunks(data), segment, body_offset, Mode::Submit)
-        });
-        let applied = one_pass.check_apply_appends(BodyReader::chunks(data), segment, body_offset);
-        let reason = |verdict: &Result<(), Invalid>| {
-            verdict
-                .as_ref()
-                .err()
-                .map(|invalid| (invalid.group, invalid.reason.clone()))
-        };
-        assert_eq!(reason(&applied), reason(&checked), "the verdicts differ");
-        assert_eq!(
-            one_pass.describe(),
-            two_pass.describe(),
-            "the indexes differ"
-        );
+    let mut populated = WriteBatch::new();
+    for group in 1..=4 {
+        for index in 1..=10 {
+            populated.add_entry(GroupId(group), LogIndex(index), Term(1), b"entry");
+        }
+        populated.compact(GroupId(group), LogIndex(3));
+    }
+    for start in [None, Some(&populated)] {
+        let mut two_pass = LogIndexMap::default();
+        let mut one_pass = LogIndexMap::default();
+        if let Some(batch) = start {
+            for index in [&mut two_pass, &mut one_pass] {
+                let chunks = || BodyReader::batch_chunks(batch.body(), batch.run_ends());
+                let applied = index.check(chunks()).and_then(|()| {
+                    index.apply_all(chunks(), SegmentId(1), body_offset, Mode::Submit)
+                });
+                assert!(applied.is_ok(), "the starting batch applies");
+            }
+        }
+        for segment in [SegmentId(2), SegmentId(3)] {
+            let checked = two_pass.check(BodyReader::chunks(data)).and_then(|()| {
+                two_pass.apply_all(BodyReader::chunks(data), segment, body_offset, Mode::Submit)
+            });
+            let applied =
+                one_pass.check_apply_appends(BodyReader::chunks(data), segment, body_offset);
+            let reason = |verdict: &Result<(), Invalid>| {
+                verdict
+                    .as_ref()
+                    .err()
+                    .map(|invalid| (invalid.group, invalid.reason.clone()))
+            };
+            assert_eq!(reason(&applied), reason(&checked), "the verdicts differ");
+            assert_eq!(
+                one_pass.describe(),
+                two_pass.describe(),
+                "the indexes differ"
+            );
+        }
     }
 }
 

@@ -51,7 +51,12 @@ fn batch(from: u64, count: u64) -> WriteBatch {
 fn child(dir: &Path) {
     let (mut wal, _) = Wal::open(dir, options()).unwrap();
     wal.append_durable(&batch(1, 10)).unwrap();
-    let before = wal.groups();
+    let groups = |wal: &Wal| {
+        let mut groups = wal.groups();
+        groups.sort_by_key(|(group, _)| *group);
+        groups
+    };
+    let before = groups(&wal);
     // The next record starts after the segment header and the first record; the limit
     // lets its first 100 bytes through, then refuses the rest.
     let limit = flotilla_wal::format::SEGMENT_HEADER_BYTES + wal.stats().bytes + 100;
@@ -65,12 +70,16 @@ fn child(dir: &Path) {
     };
     // SAFETY: `rlimit` is a valid, initialized struct that outlives the call.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) }, 0);
-    let failed = wal.append_durable(&batch(11, 10));
+    // The refused batch also starts a group the log does not hold yet.
+    let mut refused = batch(11, 10);
+    refused.add_entry(GroupId(4), LogIndex(1), Term(1), b"new group");
+    let failed = wal.append_durable(&refused);
     assert!(
         matches!(failed, Err(AppendError::Io(_))),
         "the write past the limit fails: {failed:?}"
     );
-    assert_eq!(wal.groups(), before, "the refused record left the index");
+    assert_eq!(groups(&wal), before, "the refused record left the index");
+    assert_eq!(wal.group(GroupId(4)), None);
     for group in 1..=2 {
         let entries = wal
             .entries(GroupId(group), LogIndex(1), LogIndex(11))
