@@ -919,6 +919,40 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_preparation_is_the_segment_the_next_rotation_moves_to() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = Wal::open(dir.path(), small()).expect("open");
+        let mut index = 0;
+        let mut append = |wal: &mut Wal| {
+            index += 1;
+            let mut batch = WriteBatch::new();
+            batch.add_entry(GroupId(1), LogIndex(index), Term(1), &[7; 1000]);
+            wal.append_durable(&batch).expect("append")
+        };
+        while wal.preparing.is_none() {
+            append(&mut wal);
+        }
+        wal.finish_preparing().expect("prepared");
+        assert!(wal.preparing.is_none());
+        assert!(segment::segment_path(dir.path(), SegmentId(2)).exists());
+        wal.finish_preparing().expect("nothing to wait for");
+        while wal.stats().rotations == 0 {
+            append(&mut wal);
+        }
+        assert_eq!(wal.active, SegmentId(2));
+        assert_eq!(
+            wal.stats().rotation_waits,
+            0,
+            "the prepared segment was used"
+        );
+        assert_eq!(
+            wal.stats().segments_recycled,
+            0,
+            "nothing was collected to recycle"
+        );
+    }
+
+    #[test]
     fn a_free_file_that_cannot_be_recycled_gives_way_to_a_fresh_segment() {
         let dir = tempfile::tempdir().expect("temp dir");
         let size = small().segment_size_bytes;
