@@ -6,7 +6,7 @@
 
 use crate::batch::WriteBatch;
 use crate::format::{
-    BodyReader, Chunk, ENTRY_HEADER_BYTES, Op, RECORD_HEADER_BYTES, RecordHeader,
+    BodyReader, Chunk, DecodeError, ENTRY_HEADER_BYTES, Op, RECORD_HEADER_BYTES, RecordHeader,
     SEGMENT_HEADER_BYTES, SegmentHeader, decode_record,
 };
 use crate::ids::{GroupId, LogIndex, Lsn, SegmentId, Term};
@@ -148,16 +148,17 @@ fn check_one_pass_agrees(data: &[u8]) {
         if let Some(batch) = start {
             for index in [&mut two_pass, &mut one_pass] {
                 let chunks = || BodyReader::batch_chunks(batch.body(), batch.run_ends());
-                let applied = index.check(chunks()).and_then(|()| {
-                    index.apply_all(chunks(), SegmentId(1), body_offset, Mode::Submit)
-                });
+                let applied = check_then_apply(index, chunks, SegmentId(1), body_offset);
                 assert!(applied.is_ok(), "the starting batch applies");
             }
         }
         for segment in [SegmentId(2), SegmentId(3)] {
-            let checked = two_pass.check(BodyReader::chunks(data)).and_then(|()| {
-                two_pass.apply_all(BodyReader::chunks(data), segment, body_offset, Mode::Submit)
-            });
+            let checked = check_then_apply(
+                &mut two_pass,
+                || BodyReader::chunks(data),
+                segment,
+                body_offset,
+            );
             let applied =
                 one_pass.check_apply_appends(BodyReader::chunks(data), segment, body_offset);
             let reason = |verdict: &Result<(), Invalid>| {
@@ -174,6 +175,17 @@ fn check_one_pass_agrees(data: &[u8]) {
             );
         }
     }
+}
+
+/// What the log does with a batch that is not appends only: check it whole, then apply it.
+fn check_then_apply<'a, I: Iterator<Item = Result<Chunk<'a>, DecodeError>>>(
+    index: &mut LogIndexMap,
+    chunks: impl Fn() -> I,
+    segment: SegmentId,
+    body_offset: u64,
+) -> Result<(), Invalid> {
+    index.check(chunks())?;
+    index.apply_all(chunks(), segment, body_offset, Mode::Submit)
 }
 
 fn check_ops(ops: &[Op<'_>], body_len: usize) {

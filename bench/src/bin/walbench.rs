@@ -243,13 +243,11 @@ impl WalWriter {
         while started.elapsed() - building < slice {
             let build_started = Instant::now();
             self.maker.fill(&mut self.batch, self.batch_bytes);
-            if !pipelined {
-                building += build_started.elapsed();
-            }
             if pipelined {
                 self.wal.submit(&self.batch)?;
                 self.wal.poll()?;
             } else {
+                building += build_started.elapsed();
                 self.wal.append_durable(&self.batch)?;
             }
             run.bytes += self.batch.body_bytes() as u64;
